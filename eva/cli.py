@@ -1,0 +1,163 @@
+"""The ``eva`` command: serve, say, chat, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from eva import __version__
+from eva.config import Settings
+
+
+def _say_progress(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from eva.server.app import create_app
+
+    settings = Settings(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"Eva {__version__}: loading models (the first start also prepares caches)", flush=True)
+
+    def ready() -> None:
+        print(f"Eva is ready and listening on {url}  (API docs: {url}/docs)", flush=True)
+
+    app = create_app(settings, progress=_say_progress, on_ready=ready)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        ws_max_size=1 << 20,
+    )
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    import threading
+
+    import numpy as np
+
+    from eva.audio import wav_bytes
+    from eva.conversation.text_shaping import speakable
+    from eva.engines import registry
+    from eva.engines.voices import VoiceCatalog
+
+    settings = Settings()
+    engines = [registry.create("tts", name, settings) for name in settings.tts_backends]
+    catalog = VoiceCatalog(engines, args.voice or settings.tts_voice, settings.language)
+    voice = catalog.info(args.voice)
+    started = time.monotonic()
+    chunks = list(
+        catalog.synthesize(speakable(args.text, settings.language), voice.id, threading.Event())
+    )
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    Path(args.output).write_bytes(wav_bytes(pcm, voice.sample_rate))
+    seconds = len(pcm) / voice.sample_rate
+    print(
+        f"wrote {args.output}: {seconds:.1f}s of audio by {voice.id} "
+        f"in {(time.monotonic() - started) * 1000:.0f} ms"
+    )
+    return 0
+
+
+async def _chat_loop(settings: Settings) -> None:
+    from eva.conversation.service import Conversation
+    from eva.conversation.turn import TextDelta, TurnDone
+    from eva.engines.runtime import Engines
+    from eva.server.stats import LatencyStats
+    from eva.store.sqlite import Store
+
+    print("loading models...", flush=True)
+    engines = await asyncio.to_thread(Engines.load, settings, _say_progress)
+    store = Store(settings.db_path)
+    service = Conversation(settings, engines, store, LatencyStats())
+    session = await service.open_session(None)
+    print(f"Talk to {service.persona.name} (session {session.id}); an empty line or Ctrl-D quits.")
+    try:
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                break
+            if not line.strip():
+                break
+            print(f"{service.persona.name.lower()}> ", end="", flush=True)
+            async for event in service.reply(session.id, line.strip()):
+                if isinstance(event, TextDelta):
+                    print(event.text, end="", flush=True)
+                elif isinstance(event, TurnDone):
+                    t = event.timings
+                    print(
+                        f"\n  [first token {t.get('llm_first_token_ms', 0):.0f} ms, "
+                        f"first audio {t.get('first_audio_ms', 0):.0f} ms, "
+                        f"total {t.get('total_ms', 0):.0f} ms]",
+                        flush=True,
+                    )
+    finally:
+        store.close()
+        engines.close()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    asyncio.run(_chat_loop(Settings()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from eva.bench.core import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eva", description="Eva, a voice companion.")
+    parser.add_argument("--version", action="version", version=f"eva {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the server (default 127.0.0.1:8000)")
+    serve.add_argument("--host", default=None, help="address to listen on (EVA_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (EVA_PORT)")
+    serve.set_defaults(func=cmd_serve)
+
+    say = commands.add_parser("say", help="speak a sentence into a WAV file")
+    say.add_argument("text")
+    say.add_argument("-o", "--output", default="eva.wav")
+    say.add_argument("--voice", default=None, help="a voice id (see GET /voices)")
+    say.set_defaults(func=cmd_say)
+
+    chat = commands.add_parser("chat", help="a typed conversation in the terminal")
+    chat.set_defaults(func=cmd_chat)
+
+    from eva.bench.core import add_arguments
+
+    bench = commands.add_parser("bench", help="measure latency against a server")
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line message instead of a traceback
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        print(f"eva: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Settings from ``EVA_*`` environment variables and an optional TOML file (``EVA_CONFIG``).
+
+Environment variables win over the file. Lists are comma-separated in the environment
+(``EVA_LLM_BACKENDS=openai,llamacpp``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "eva"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "eva"
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVA_", extra="ignore")
+
+    # --- server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+
+    # --- language: what the person speaks; drives STT, text shaping and the default voice
+    language: str = "en"
+
+    # --- speech recognition
+    stt_backend: str = "whisper"
+    # "tiny.en" (packaged, English), "base" (packaged, multilingual) or a CTranslate2 directory
+    stt_model: str = "tiny.en"
+    stt_threads: int = 2
+
+    # --- language model; the list is a fallback order
+    llm_backends: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["llamacpp"])
+    llm_model: str = "smollm2"  # "smollm2" (packaged) or a path to a GGUF file
+    llm_threads: int = 2
+    llm_context: int = 2048
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_model: str = "default"
+    openai_api_key: str = ""
+    # A remote server that has not produced its first token by then is skipped for the next
+    # backend: past about 2 s a spoken reply feels broken, and the embedded model answers
+    # in well under a second.
+    openai_first_token_timeout_s: float = 2.0
+    openai_connect_timeout_s: float = 1.0
+
+    # --- speech synthesis
+    # The default voice; "" picks the first voice that speaks ``language``.
+    tts_voice: str = ""
+    # Extra Piper voices: paths to .onnx files (the .onnx.json must sit beside each).
+    piper_voices: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Synthesis gets both cores: the LLM pauses while a clause is synthesized (see
+    # SpeechPriority), so they never compete.
+    tts_threads: int = 2
+    # Every backend listed is loaded and its voices offered; the robotic espeak-ng voices
+    # are the fallback when no Piper voice speaks the configured language.
+    tts_backends: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["piper", "espeak"]
+    )
+
+    # --- voice activity detection
+    vad_backend: str = "silero"
+
+    # --- persona and reply bounds
+    persona_file: Path | None = None
+    system_prompt: str = ""  # overrides the persona file when set
+    # A small model ignores length instructions, so replies are bounded in code too.
+    max_reply_tokens: int = 90
+    max_reply_sentences: int = 3
+    history_turns: int = 8  # user+assistant pairs of recent history given to the LLM
+
+    # --- limits on input
+    max_message_chars: int = 2000
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_audio_seconds: float = 60.0
+
+    @field_validator("llm_backends", "tts_backends", "piper_voices", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "eva.sqlite3"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("EVA_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)

@@ -1,0 +1,146 @@
+"""The conversation as every front end sees it (HTTP, WebSocket, the terminal chat).
+
+It owns the order of things in a turn: read the session's history, stream the reply, save
+the turn before the final event reaches the client (so a reply the person saw is never
+lost), and record the timings. The engines are reached only through their interfaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from eva.config import Settings
+from eva.conversation.persona import Persona, load_persona
+from eva.conversation.prompt import build_messages
+from eva.conversation.text_shaping import speakable
+from eva.conversation.turn import (
+    ReplyBounds,
+    TurnControl,
+    TurnDone,
+    TurnEvent,
+    TurnTimer,
+    run_turn,
+)
+from eva.engines.base import Float32Audio, Int16Audio, Transcript
+from eva.engines.runtime import Engines
+from eva.engines.threads import iterate_in_thread
+from eva.server.stats import LatencyStats
+from eva.store.sqlite import SessionRecord, Store, UnknownSessionError
+
+
+@dataclass(frozen=True)
+class TimedTranscript:
+    transcript: Transcript
+    milliseconds: float
+
+
+class Conversation:
+    def __init__(
+        self, settings: Settings, engines: Engines, store: Store, stats: LatencyStats
+    ) -> None:
+        self.settings = settings
+        self.engines = engines
+        self.store = store
+        self.stats = stats
+        self.persona: Persona = load_persona(settings)
+        self.bounds = ReplyBounds(settings.max_reply_tokens, settings.max_reply_sentences)
+
+    # --- sessions
+
+    async def open_session(self, session_id: str | None) -> SessionRecord:
+        """The session asked for, or a new one; UnknownSessionError for a wrong id."""
+        if session_id is None:
+            return await asyncio.to_thread(self.store.create_session)
+        record = await asyncio.to_thread(self.store.get_session, session_id)
+        if record is None:
+            raise UnknownSessionError(session_id)
+        return record
+
+    # --- one turn
+
+    async def reply(
+        self,
+        session_id: str,
+        user_text: str,
+        *,
+        voice_id: str | None = None,
+        audio: bool = True,
+        control: TurnControl | None = None,
+        timer: TurnTimer | None = None,
+    ) -> AsyncIterator[TurnEvent]:
+        """Stream the reply to ``user_text`` and save the turn before its TurnDone."""
+        voice = self.engines.tts.info(voice_id)
+        history = await asyncio.to_thread(
+            self.store.messages, session_id, 2 * self.settings.history_turns
+        )
+        messages = build_messages(self.persona.prompt, history, user_text)
+        events = run_turn(
+            messages,
+            llm=self.engines.llm,
+            tts=self.engines.tts if audio else None,
+            voice_id=voice.id,
+            sample_rate=voice.sample_rate,
+            language=self.settings.language,
+            pools=self.engines.pools,
+            bounds=self.bounds,
+            control=control,
+            timer=timer,
+        )
+        async for event in events:
+            if isinstance(event, TurnDone):
+                # What the person heard is what Eva said: an interrupted reply keeps only
+                # the clauses whose audio went out.
+                said = event.spoken_text if (event.interrupted and audio) else event.text
+                await asyncio.to_thread(
+                    self.store.add_turn,
+                    session_id,
+                    user_text,
+                    said,
+                    event.timings,
+                    event.interrupted,
+                )
+                self.stats.record(event.timings)
+            yield event
+
+    # --- speech in and out, outside a turn
+
+    async def transcribe(self, audio: Float32Audio) -> TimedTranscript:
+        started = time.monotonic()
+        transcript = await asyncio.get_running_loop().run_in_executor(
+            self.engines.pools.stt,
+            self.engines.stt.transcribe,
+            audio,
+            self.settings.language,
+        )
+        elapsed = (time.monotonic() - started) * 1000.0
+        self.stats.record({"stt_ms": elapsed})
+        return TimedTranscript(transcript, round(elapsed, 2))
+
+    async def synthesize(
+        self, text: str, voice_id: str | None = None
+    ) -> tuple[Int16Audio, int, float]:
+        """The whole of ``text`` spoken by one voice: PCM16, its sample rate, and the
+        milliseconds to the first chunk."""
+        voice = self.engines.tts.info(voice_id)
+        words = speakable(text, self.settings.language)
+        chunks: list[Int16Audio] = []
+        first_chunk_ms = 0.0
+        started = time.monotonic()
+        stream = iterate_in_thread(
+            self.engines.pools.tts,
+            lambda stop: self.engines.tts.synthesize(words, voice.id, stop),
+            threading.Event(),
+        )
+        async for pcm in stream:
+            if not chunks:
+                first_chunk_ms = round((time.monotonic() - started) * 1000, 2)
+                self.stats.record({"tts_first_chunk_ms": first_chunk_ms})
+            chunks.append(pcm)
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        return audio, voice.sample_rate, first_chunk_ms

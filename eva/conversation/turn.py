@@ -1,0 +1,237 @@
+"""One reply, streamed: LLM deltas -> clause chunker -> text shaping -> TTS -> audio chunks.
+
+``run_turn`` is an async generator of ``TurnEvent``s. Text deltas go out as the LLM writes
+them; each clause goes to the synthesizer the moment the chunker releases it, so the first
+audio leaves while the LLM is still writing. The consumer cancels the whole chain by closing
+the generator (or cancelling its task) or by calling ``TurnControl.cancel()`` from anywhere;
+the worker threads stop at their next token or clause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from eva.conversation.chunker import ClauseChunker
+from eva.conversation.text_shaping import speakable
+from eva.engines.base import ChatMessage, Int16Audio, LLMEngine, TTSEngine
+from eva.engines.threads import EnginePools, iterate_in_thread
+
+# Events a slow consumer may leave unread before the pipeline waits for it.
+_OUT_QUEUE_EVENTS = 32
+# Clauses waiting for the synthesizer: a reply is at most a few sentences.
+_CLAUSE_QUEUE = 16
+# The first clause may be a single word ("Oh," "Sure!"): it gets audio out soonest, and an
+# interjection followed by a pause sounds natural. Synthesis time grows with the clause
+# (about 30 ms + 37 ms per second of speech here), so a long first sentence with no comma
+# is cut at a phrase boundary.
+FIRST_CLAUSE_MIN_CHARS = 3
+FIRST_CLAUSE_MAX_CHARS = 72
+
+
+@dataclass(frozen=True)
+class ReplyBounds:
+    max_tokens: int = 90
+    max_sentences: int = 3
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    pcm: Int16Audio
+    sample_rate: int
+    text: str  # the clause this audio speaks
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    text: str  # the whole reply as written (bounded)
+    spoken_text: str  # the clauses whose audio was completely handed to the consumer
+    interrupted: bool
+    timings: dict[str, float]
+
+
+TurnEvent = TextDelta | AudioChunk | TurnDone
+
+
+class TurnTimer:
+    """Milliseconds since the start of the turn, first occurrence of each stage only."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.start = time.monotonic() if start is None else start
+        self.marks: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        if stage not in self.marks:
+            self.marks[stage] = round((time.monotonic() - self.start) * 1000.0, 2)
+
+    def set(self, stage: str, milliseconds: float) -> None:
+        self.marks[stage] = round(milliseconds, 2)
+
+
+@dataclass
+class TurnControl:
+    """The cancel switch of one turn, safe to flip from any thread or task.
+
+    Each engine call gets its own stop flag (a finished clause sets its own flag on the way
+    out); ``cancel`` sets all of them, including flags handed out later.
+    """
+
+    cancelled: bool = False
+    _stops: list[threading.Event] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def new_stop(self) -> threading.Event:
+        stop = threading.Event()
+        with self._lock:
+            self._stops = [s for s in self._stops if not s.is_set()]
+            self._stops.append(stop)
+            if self.cancelled:
+                stop.set()
+        return stop
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            for stop in self._stops:
+                stop.set()
+
+
+async def run_turn(
+    messages: Sequence[ChatMessage],
+    *,
+    llm: LLMEngine,
+    tts: TTSEngine | None,
+    voice_id: str,
+    sample_rate: int,
+    language: str,
+    pools: EnginePools,
+    bounds: ReplyBounds,
+    control: TurnControl | None = None,
+    timer: TurnTimer | None = None,
+) -> AsyncIterator[TurnEvent]:
+    """Stream one reply. ``tts=None`` gives text only. The last event is always TurnDone."""
+    control = control or TurnControl()
+    timer = timer or TurnTimer()
+    out: asyncio.Queue[TurnEvent | None] = asyncio.Queue(_OUT_QUEUE_EVENTS)
+    clauses: asyncio.Queue[str | None] = asyncio.Queue(_CLAUSE_QUEUE)
+    written: list[str] = []  # raw LLM text handed to the consumer
+    spoken: list[str] = []
+
+    async def write() -> None:
+        chunker = ClauseChunker(
+            first_min_chars=FIRST_CLAUSE_MIN_CHARS, first_max_chars=FIRST_CLAUSE_MAX_CHARS
+        )
+        raw = ""
+        released_end = 0
+        sentences = 0
+        shown = 0
+        try:
+            tokens = iterate_in_thread(
+                pools.llm,
+                lambda stop: pools.speech.pace(
+                    llm.stream(messages, max_tokens=bounds.max_tokens, cancel=stop)
+                ),
+                control.new_stop(),
+            )
+            async with contextlib.aclosing(tokens):
+                async for delta in tokens:
+                    timer.mark("llm_first_token_ms")
+                    raw += delta
+                    for clause in chunker.push(delta):
+                        released_end = _locate(raw, clause.text, released_end)
+                        sentences += clause.ends_sentence
+                        await _release(clause.text)
+                        if sentences >= bounds.max_sentences:
+                            break
+                    limit = released_end if sentences >= bounds.max_sentences else len(raw)
+                    if limit > shown:
+                        written.append(raw[shown:limit])
+                        await out.put(TextDelta(raw[shown:limit]))
+                        shown = limit
+                    if sentences >= bounds.max_sentences:
+                        break  # closing the iterator stops the LLM thread
+            if sentences < bounds.max_sentences and not control.cancelled:
+                for clause in chunker.flush():
+                    await _release(clause.text)
+                if len(raw) > shown:
+                    written.append(raw[shown:])
+                    await out.put(TextDelta(raw[shown:]))
+            timer.mark("llm_done_ms")
+        finally:
+            await clauses.put(None)
+
+    async def _release(text: str) -> None:
+        timer.mark("first_clause_ms")
+        if tts is not None:
+            await clauses.put(text)
+        else:
+            spoken.append(text)
+
+    async def speak() -> None:
+        if tts is None:
+            return
+        first = True
+        while (clause := await clauses.get()) is not None:
+            if control.cancelled:
+                break
+            words = speakable(clause, language)
+            if not words.strip():
+                spoken.append(clause)
+                continue
+            handed_at = time.monotonic()
+            chunks = iterate_in_thread(
+                pools.tts,
+                lambda stop, w=words: pools.speech.speak(  # type: ignore[misc]
+                    tts.synthesize(w, voice_id, stop)
+                ),
+                control.new_stop(),
+            )
+            async with contextlib.aclosing(chunks):
+                async for pcm in chunks:
+                    if first:
+                        timer.set("tts_first_chunk_ms", (time.monotonic() - handed_at) * 1000)
+                        first = False
+                    await out.put(AudioChunk(pcm, sample_rate, clause))
+            if not control.cancelled:
+                spoken.append(clause)
+
+    async def produce() -> None:
+        try:
+            await asyncio.gather(write(), speak())
+        finally:
+            await out.put(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (event := await out.get()) is not None:
+            if isinstance(event, AudioChunk):
+                timer.mark("first_audio_ms")
+            yield event
+        await producer  # re-raises an engine failure
+    finally:
+        if not producer.done():
+            control.cancel()
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+    timer.mark("total_ms")
+    yield TurnDone(
+        text=" ".join(part.strip() for part in "".join(written).split()).strip(),
+        spoken_text=" ".join(spoken).strip(),
+        interrupted=control.cancelled,
+        timings=dict(timer.marks),
+    )
+
+
+def _locate(raw: str, clause: str, start: int) -> int:
+    """Where ``clause`` (a stripped span of ``raw``) ends, searching from ``start``."""
+    position = raw.find(clause, start)
+    return len(raw) if position < 0 else position + len(clause)

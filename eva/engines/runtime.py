@@ -1,0 +1,88 @@
+"""Loading every engine once, warming it up, and holding the worker threads that run it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from eva.config import Settings
+from eva.engines import registry
+from eva.engines.base import LLMEngine, STTEngine, VADEngine
+from eva.engines.llm_fallback import create_chain
+from eva.engines.threads import EnginePools
+from eva.engines.voices import VoiceCatalog
+
+log = logging.getLogger("eva.engines")
+
+Progress = Callable[[str], None]
+
+
+def _timed(progress: Progress, label: str, build: Callable[[], Any]) -> Any:
+    progress(f"loading {label}...")
+    started = time.monotonic()
+    engine = build()
+    progress(f"loaded {label} in {time.monotonic() - started:.1f}s")
+    return engine
+
+
+def _warm(progress: Progress, engine: Any) -> None:
+    warm_up = getattr(engine, "warm_up", None)
+    if warm_up is None:
+        return
+    started = time.monotonic()
+    warm_up()
+    progress(
+        f"warmed up {getattr(engine, 'name', type(engine).__name__)} "
+        f"in {time.monotonic() - started:.1f}s"
+    )
+
+
+@dataclass
+class Engines:
+    stt: STTEngine
+    llm: LLMEngine
+    tts: VoiceCatalog
+    vad: VADEngine
+    pools: EnginePools = field(default_factory=EnginePools)
+
+    @classmethod
+    def load(cls, settings: Settings, progress: Progress = log.info) -> Engines:
+        stt = _timed(
+            progress,
+            f"speech recognition ({settings.stt_backend}, {settings.stt_model})",
+            lambda: registry.create("stt", settings.stt_backend, settings),
+        )
+        llm = _timed(
+            progress,
+            f"language model ({' > '.join(settings.llm_backends)}, {settings.llm_model})",
+            lambda: create_chain(settings, lambda name: registry.create("llm", name, settings)),
+        )
+        tts_engines = [
+            _timed(progress, f"voices ({name})", partial(registry.create, "tts", name, settings))
+            for name in settings.tts_backends
+        ]
+        tts = VoiceCatalog(tts_engines, settings.tts_voice, settings.language)
+        vad = _timed(
+            progress,
+            f"voice activity detection ({settings.vad_backend})",
+            lambda: registry.create("vad", settings.vad_backend, settings),
+        )
+        for engine in (stt, llm, *tts_engines, vad):
+            _warm(progress, engine)
+        return cls(stt=stt, llm=llm, tts=tts, vad=vad)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "stt": self.stt.name,
+            "llm": self.llm.name,
+            "tts": [engine.name for engine in self.tts.engines],
+            "vad": self.vad.name,
+            "default_voice": self.tts.default_voice,
+        }
+
+    def close(self) -> None:
+        self.pools.shutdown()

@@ -1,0 +1,104 @@
+"""The ASGI application: routes, error handling, and model loading at start-up.
+
+Models load in a background thread so that ``GET /health`` answers (``ready: false``) while
+they load; every other route answers 503 until they are warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from eva import __version__
+from eva.config import Settings
+from eva.conversation.service import Conversation
+from eva.engines.runtime import Engines
+from eva.server import routes_chat, routes_speech
+from eva.server.errors import install_error_handlers
+from eva.server.schemas import HealthResponse
+from eva.server.stats import LatencyStats
+from eva.store.sqlite import Store
+
+log = logging.getLogger("eva.server")
+
+
+def create_app(
+    settings: Settings,
+    engines: Engines | None = None,
+    progress: Callable[[str], None] = log.info,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """An app over ``engines`` (tests pass loaded ones) or over engines it loads itself."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.db_path)
+        app.state.store = store
+        owned: list[Engines] = []
+
+        async def load() -> None:
+            try:
+                if engines is not None:
+                    loaded = engines
+                else:
+                    loaded = await asyncio.to_thread(Engines.load, settings, progress)
+                    owned.append(loaded)
+                app.state.engines = loaded
+                app.state.conversation = Conversation(settings, loaded, store, app.state.stats)
+                if on_ready is not None:
+                    on_ready()
+            except Exception as exc:
+                log.exception("loading the models failed")
+                app.state.load_error = str(exc)
+
+        loader = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            for loaded in owned:
+                loaded.close()
+            store.close()
+
+    app = FastAPI(
+        title="Eva",
+        version=__version__,
+        description="A real-time voice companion that runs offline. "
+        "The WebSocket protocol is documented in docs/protocol.md.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.stats = LatencyStats()
+    app.state.conversation = None
+    app.state.engines = None
+    app.state.load_error = None
+    install_error_handlers(app)
+    app.include_router(routes_chat.router)
+    app.include_router(routes_speech.router)
+
+    @app.get("/health", response_model=HealthResponse, summary="Liveness and readiness")
+    async def health(request: Request) -> HealthResponse:
+        state = request.app.state
+        ready = state.conversation is not None
+        backends: dict[str, Any] = state.engines.describe() if ready else {}
+        status = "ok" if ready else ("error" if state.load_error else "loading")
+        return HealthResponse(
+            status=status, ready=ready, backends=backends, loading=state.load_error
+        )
+
+    @app.get("/stats", summary="Request counts, sessions, and latency percentiles per stage")
+    async def stats(request: Request) -> dict[str, Any]:
+        state = request.app.state
+        snapshot: dict[str, Any] = state.stats.snapshot()
+        snapshot["sessions"] = await asyncio.to_thread(state.store.count_sessions)
+        snapshot["active_sessions"] = getattr(state, "active_sessions", 0)
+        return snapshot
+
+    return app

@@ -1,0 +1,75 @@
+"""Request and response bodies of the HTTP API (they are the OpenAPI docs at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, StrictStr
+
+
+class ChatRequest(BaseModel):
+    message: StrictStr = Field(description="What the person says (typed)")
+    session_id: StrictStr | None = Field(None, description="Continue this session; new if absent")
+
+
+class StreamRequest(ChatRequest):
+    audio: bool = Field(
+        False, description="Also stream the spoken reply as base64 PCM16 `audio` events"
+    )
+    voice: StrictStr | None = Field(None, description="Voice id from GET /voices")
+
+
+class ChatResponse(BaseModel):
+    session_id: str
+    response: str
+    latency_ms: float
+    timings: dict[str, float]
+
+
+class TTSRequest(BaseModel):
+    text: StrictStr
+    voice: StrictStr | None = None
+
+
+class Voice(BaseModel):
+    id: str
+    language: str
+    sample_rate: int
+    backend: str
+    description: str
+    default: bool
+
+
+class STTResponse(BaseModel):
+    text: str
+    language: str
+    latency_ms: float
+
+
+class VoiceTurnResponse(BaseModel):
+    session_id: str
+    user_text: str
+    response: str
+    audio: str = Field(description="The spoken reply, a base64 WAV file")
+    timings: dict[str, float]
+
+
+class Message(BaseModel):
+    id: int
+    role: str
+    content: str
+    created_at: float
+    timings: dict[str, float] | None
+    interrupted: bool
+
+
+class MessagesResponse(BaseModel):
+    session_id: str
+    messages: list[Message]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    ready: bool
+    backends: dict[str, Any]
+    loading: str | None = None

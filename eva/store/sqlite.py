@@ -1,0 +1,256 @@
+"""Conversation persistence in one SQLite file.
+
+The database runs in WAL mode with ``synchronous=NORMAL``: a killed or crashed process never
+loses a committed transaction (only a power cut can drop the last few, which is acceptable for
+chat history), and readers never block the writer.
+
+The schema is versioned with ``PRAGMA user_version``. ``MIGRATIONS`` is an append-only list;
+step *n* (1-based) brings the file from version *n - 1* to *n* inside one transaction, so a
+crash during a migration leaves the file at the previous version. Never edit a released step:
+add a new one.
+
+One connection is shared by every thread (the server calls in through ``asyncio.to_thread``)
+and guarded by a lock, which also serialises transactions; each public call is one short
+transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# How long a writer waits for another process's lock (e.g. a CLI inspecting the file) before
+# giving up with "database is locked"; our own threads never wait on it thanks to the lock.
+BUSY_TIMEOUT_MS = 5_000
+
+MIGRATIONS: Sequence[Sequence[str]] = (
+    # 1: sessions and their messages
+    (
+        """
+        CREATE TABLE sessions (
+            id          TEXT PRIMARY KEY,
+            user_id     TEXT,
+            created_at  REAL NOT NULL,
+            updated_at  REAL NOT NULL
+        )
+        """,
+        # AUTOINCREMENT so ids never get reused, even after deletes: ids stay monotonic.
+        """
+        CREATE TABLE messages (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id   TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            role         TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content      TEXT NOT NULL,
+            created_at   REAL NOT NULL,
+            timings      TEXT,
+            interrupted  INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1))
+        )
+        """,
+        "CREATE INDEX messages_by_session ON messages (session_id, id)",
+    ),
+)
+
+_MESSAGE_COLUMNS = "id, session_id, role, content, created_at, timings, interrupted"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    user_id: str | None
+    created_at: float  # unix seconds
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: int
+    session_id: str
+    role: str  # "user" | "assistant"
+    content: str
+    created_at: float
+    timings: dict[str, float] | None  # stage -> milliseconds
+    interrupted: bool
+
+
+class UnknownSessionError(KeyError):
+    """No session with this id exists."""
+
+
+class Store:
+    """Sessions and messages in one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # isolation_level=None: the sqlite3 module must not open transactions behind our back;
+        # every transaction below is explicit.
+        self._conn = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            self._configure()
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _configure(self) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot enable WAL on {self.path} (got {mode!r})")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self) -> None:
+        with self._lock:
+            found = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > len(MIGRATIONS):
+            # Written by a newer Eva: running old code on it could corrupt the new tables.
+            raise RuntimeError(
+                f"{self.path} has schema version {found}, newer than this Eva's "
+                f"{len(MIGRATIONS)}; upgrade Eva or point it at another data directory"
+            )
+        for version, statements in enumerate(MIGRATIONS, start=1):
+            with self._transaction() as cur:
+                # Re-read inside the write transaction: another process may have migrated
+                # the file while we waited for the lock.
+                if cur.execute("PRAGMA user_version").fetchone()[0] >= version:
+                    continue
+                for statement in statements:
+                    cur.execute(statement)
+                # user_version lives in the file header and is part of this transaction.
+                cur.execute(f"PRAGMA user_version = {version}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction under the lock; committed on success, rolled back on error."""
+        with self._lock:
+            cur = self._conn.cursor()
+            # IMMEDIATE takes the write lock up front, so a read-then-write cannot fail
+            # half-way with SQLITE_BUSY when another process writes too.
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                # Also covers a failed COMMIT (disk full), which leaves the transaction open.
+                if self._conn.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+
+    def create_session(self, user_id: str | None = None) -> SessionRecord:
+        now = time.time()
+        record = SessionRecord(id=uuid.uuid4().hex, user_id=user_id, created_at=now, updated_at=now)
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO sessions (id, user_id, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (record.id, record.user_id, record.created_at, record.updated_at),
+            )
+        return record
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, user_id, created_at, updated_at FROM sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+        return None if row is None else SessionRecord(*row)
+
+    def add_turn(
+        self,
+        session_id: str,
+        user_text: str,
+        assistant_text: str,
+        timings: dict[str, float] | None = None,
+        interrupted: bool = False,
+    ) -> tuple[MessageRecord, MessageRecord]:
+        """Store a user message and its reply atomically.
+
+        ``timings`` and ``interrupted`` describe how the reply was produced, so they are kept
+        on the assistant message; the user message gets ``None`` and ``False``.
+        """
+        stored_timings = None if timings is None else {k: float(v) for k, v in timings.items()}
+        timings_json = None if stored_timings is None else json.dumps(stored_timings)
+        now = time.time()
+        with self._transaction() as cur:
+            cur.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+            if cur.rowcount == 0:
+                raise UnknownSessionError(session_id)
+            insert = (
+                "INSERT INTO messages (session_id, role, content, created_at, timings, interrupted)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+            )
+            cur.execute(insert, (session_id, "user", user_text, now, None, 0))
+            user_id = cur.lastrowid
+            cur.execute(
+                insert,
+                (session_id, "assistant", assistant_text, now, timings_json, int(interrupted)),
+            )
+            reply_id = cur.lastrowid
+        assert user_id is not None and reply_id is not None  # set by every successful INSERT
+        return (
+            MessageRecord(user_id, session_id, "user", user_text, now, None, False),
+            MessageRecord(
+                reply_id, session_id, "assistant", assistant_text, now, stored_timings, interrupted
+            ),
+        )
+
+    def messages(self, session_id: str, last: int | None = None) -> list[MessageRecord]:
+        """The session's messages, oldest first; ``last`` keeps only the most recent N."""
+        if last is not None and last < 0:
+            raise ValueError(f"last must be >= 0, got {last}")
+        with self._lock:
+            # A read transaction so the existence check and the rows come from one snapshot.
+            self._conn.execute("BEGIN")
+            try:
+                exists = self._conn.execute(
+                    "SELECT 1 FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
+                # Newest first with LIMIT, reversed below: -1 means "no limit" in SQLite.
+                rows = self._conn.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ?"
+                    " ORDER BY id DESC LIMIT ?",
+                    (session_id, -1 if last is None else last),
+                ).fetchall()
+            finally:
+                self._conn.execute("COMMIT")
+        if exists is None:
+            raise UnknownSessionError(session_id)
+        return [_message_from_row(row) for row in reversed(rows)]
+
+    def count_sessions(self) -> int:
+        with self._lock:
+            count: int = self._conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+        return count
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _message_from_row(row: tuple[Any, ...]) -> MessageRecord:
+    msg_id, session_id, role, content, created_at, timings_json, interrupted = row
+    timings = None if timings_json is None else json.loads(timings_json)
+    return MessageRecord(msg_id, session_id, role, content, created_at, timings, bool(interrupted))

@@ -1,0 +1,38 @@
+"""Shared fixtures: the real models, loaded once per test session, and a real server on a
+loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from eva.config import Settings
+from eva.engines.runtime import Engines
+from tests.support import ServerThread, make_settings
+
+
+@pytest.fixture(scope="session")
+def eva_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("eva-data"))
+
+
+@pytest.fixture(scope="session")
+def engines(eva_settings: Settings) -> Iterator[Engines]:
+    loaded = Engines.load(eva_settings, progress=lambda message: None)
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="session")
+def server(eva_settings: Settings, engines: Engines) -> Iterator[ServerThread]:
+    running = ServerThread(eva_settings, engines).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=60.0) as http:
+        yield http

@@ -1,0 +1,234 @@
+"""The streaming turn pipeline with the real LLM and TTS: order, bounds, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from eva.conversation.turn import (
+    AudioChunk,
+    ReplyBounds,
+    TextDelta,
+    TurnControl,
+    TurnDone,
+    TurnEvent,
+    run_turn,
+)
+from eva.engines.base import ChatMessage, Int16Audio, VoiceInfo
+from eva.engines.runtime import Engines
+
+SYSTEM = ChatMessage("system", "You are Eva, a friendly companion. Answer in plain sentences.")
+
+
+def _ask(text: str) -> list[ChatMessage]:
+    return [SYSTEM, ChatMessage("user", f"{text} (ref {uuid.uuid4().hex[:6]})")]
+
+
+def _turn(
+    engines: Engines,
+    messages: Sequence[ChatMessage],
+    bounds: ReplyBounds,
+    control: TurnControl | None = None,
+    tts: object | None = "default",
+):  # type: ignore[no-untyped-def]
+    voice = engines.tts.info(None)
+    return run_turn(
+        messages,
+        llm=engines.llm,
+        tts=engines.tts if tts == "default" else tts,  # type: ignore[arg-type]
+        voice_id=voice.id,
+        sample_rate=voice.sample_rate,
+        language="en",
+        pools=engines.pools,
+        bounds=bounds,
+        control=control,
+    )
+
+
+async def _pools_are_idle(engines: Engines) -> bool:
+    """Both worker threads accept new work at once: nothing is left running in them."""
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    await asyncio.gather(
+        loop.run_in_executor(engines.pools.llm, lambda: None),
+        loop.run_in_executor(engines.pools.tts, lambda: None),
+    )
+    return time.monotonic() - started < 0.25
+
+
+async def test_first_audio_leaves_before_the_llm_has_finished(engines: Engines) -> None:
+    events: list[TurnEvent] = []
+    messages = _ask("Tell me a long story about a lighthouse keeper and a seagull.")
+    async for event in _turn(engines, messages, ReplyBounds(max_tokens=200, max_sentences=8)):
+        events.append(event)
+    done = events[-1]
+    assert isinstance(done, TurnDone)
+    first_audio = next(i for i, e in enumerate(events) if isinstance(e, AudioChunk))
+    last_delta = max(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+    assert first_audio < last_delta
+    assert done.timings["first_audio_ms"] < done.timings["llm_done_ms"]
+    assert done.timings["llm_first_token_ms"] <= done.timings["first_clause_ms"]
+    assert done.timings["tts_first_chunk_ms"] > 0
+    assert not done.interrupted and done.spoken_text == done.text
+
+
+async def test_reply_is_bounded_to_the_configured_sentences(engines: Engines) -> None:
+    messages = _ask("Describe your perfect day in great detail, with many sentences.")
+    deltas: list[str] = []
+    done: TurnDone | None = None
+    async for event in _turn(
+        engines, messages, ReplyBounds(max_tokens=200, max_sentences=1), tts=None
+    ):
+        if isinstance(event, TextDelta):
+            deltas.append(event.text)
+        elif isinstance(event, TurnDone):
+            done = event
+    assert done is not None and done.text
+    assert len(re.findall(r"[.!?](\s|$)", done.text)) <= 1
+    assert " ".join("".join(deltas).split()) == done.text  # no delta past the bound
+
+
+async def test_cancel_stops_the_chain_promptly(engines: Engines) -> None:
+    control = TurnControl()
+    messages = _ask("Tell me a long story about a fox who learns to sail.")
+    cancelled_at = 0.0
+    done: TurnDone | None = None
+    audio_after_cancel = 0
+    async for event in _turn(engines, messages, ReplyBounds(200, 10), control):
+        if isinstance(event, AudioChunk):
+            if cancelled_at:
+                audio_after_cancel += 1
+            else:
+                control.cancel()
+                cancelled_at = time.monotonic()
+        elif isinstance(event, TurnDone):
+            done = event
+    assert done is not None and done.interrupted
+    assert time.monotonic() - cancelled_at < 0.5
+    assert audio_after_cancel <= 1  # at most the chunk already in flight
+    assert len(done.spoken_text) <= len(done.text)
+    assert await _pools_are_idle(engines)
+
+
+async def test_closing_the_stream_mid_reply_leaves_no_work_running(engines: Engines) -> None:
+    stream = _turn(engines, _ask("Tell me a long story about a dragon."), ReplyBounds(200, 10))
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            break
+    await stream.aclose()
+    assert await _pools_are_idle(engines)
+
+
+async def test_cancelling_the_consuming_task_stops_the_engines(engines: Engines) -> None:
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in _turn(
+            engines, _ask("Tell me a long story about rain."), ReplyBounds(200, 10)
+        ):
+            if isinstance(event, TextDelta):
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _pools_are_idle(engines)
+
+
+class _ScriptedLLM:
+    """Replays fixed deltas: the only way to make a model write markdown on demand."""
+
+    name = "scripted"
+
+    def __init__(self, deltas: list[str]) -> None:
+        self.deltas = deltas
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+    ) -> Iterator[str]:
+        yield from self.deltas
+
+
+class _RecordingTTS:
+    """The real synthesizer, with a record of every text it was asked to speak."""
+
+    name = "recording"
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.spoken: list[str] = []
+
+    def voices(self) -> list[VoiceInfo]:
+        return self.real.voices()  # type: ignore[attr-defined,no-any-return]
+
+    def synthesize(self, text: str, voice_id: str, cancel: threading.Event) -> Iterator[Int16Audio]:
+        self.spoken.append(text)
+        return self.real.synthesize(text, voice_id, cancel)  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_no_markdown_or_emoji_reaches_the_synthesizer(engines: Engines) -> None:
+    script = [
+        "**Sure!** ",
+        "Here",
+        " are",
+        " ideas:\n",
+        "- *walk* ",
+        "the dog 🐶,\n",
+        "1. read `a book`,\n",
+        "## and [rest](http://x.y) at 10:30 pm.",
+    ]
+    recorder = _RecordingTTS(engines.tts)
+    voice = engines.tts.info(None)
+    events = [
+        e
+        async for e in run_turn(
+            [SYSTEM],
+            llm=_ScriptedLLM(script),
+            tts=recorder,
+            voice_id=voice.id,
+            sample_rate=voice.sample_rate,
+            language="en",
+            pools=engines.pools,
+            bounds=ReplyBounds(200, 5),
+        )
+    ]
+    assert recorder.spoken
+    for text in recorder.spoken:
+        assert not re.search(r"[*#`_\[\]|🐶]|http", text), text
+    joined = " ".join(recorder.spoken).lower()
+    assert "ten thirty" in joined and "walk the dog" in joined
+    assert isinstance(events[-1], TurnDone)
+
+
+async def test_an_llm_failure_propagates_after_stopping_the_chain(engines: Engines) -> None:
+    from eva.engines.base import EngineError
+
+    class _Failing(_ScriptedLLM):
+        def stream(
+            self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+        ) -> Iterator[str]:
+            yield "Hello there, "
+            raise EngineError("the model crashed")
+
+    voice = engines.tts.info(None)
+    with pytest.raises(EngineError, match="crashed"):
+        async for _ in run_turn(
+            [SYSTEM],
+            llm=_Failing([]),
+            tts=engines.tts,
+            voice_id=voice.id,
+            sample_rate=voice.sample_rate,
+            language="en",
+            pools=engines.pools,
+            bounds=ReplyBounds(),
+        ):
+            pass
+    assert await _pools_are_idle(engines)
