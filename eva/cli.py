@@ -77,7 +77,11 @@ async def _chat_loop(settings: Settings) -> None:
     from eva.store.sqlite import Store
 
     print("loading models...", flush=True)
-    engines = await asyncio.to_thread(Engines.load, settings, _say_progress)
+    from eva.conversation.persona import load_persona
+
+    engines = await asyncio.to_thread(
+        Engines.load, settings, _say_progress, load_persona(settings).prompt
+    )
     store = Store(settings.db_path)
     service = Conversation(settings, engines, store, LatencyStats())
     session = await service.open_session(None)

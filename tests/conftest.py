@@ -20,7 +20,11 @@ def eva_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def engines(eva_settings: Settings) -> Iterator[Engines]:
-    loaded = Engines.load(eva_settings, progress=lambda message: None)
+    from eva.conversation.persona import load_persona
+
+    loaded = Engines.load(
+        eva_settings, progress=lambda message: None, system_prompt=load_persona(eva_settings).prompt
+    )
     yield loaded
     loaded.close()
 

@@ -224,11 +224,15 @@ async def run_turn(
             await asyncio.gather(producer, return_exceptions=True)
     timer.mark("total_ms")
     yield TurnDone(
-        text=" ".join(part.strip() for part in "".join(written).split()).strip(),
-        spoken_text=" ".join(spoken).strip(),
+        text=_single_spaced("".join(written)),
+        spoken_text=_single_spaced(" ".join(spoken)),
         interrupted=control.cancelled,
         timings=dict(timer.marks),
     )
+
+
+def _single_spaced(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _locate(raw: str, clause: str, start: int) -> int:

@@ -80,14 +80,14 @@ class FallbackLLM:
                     close()
         raise EngineError("every language model backend failed: " + "; ".join(reasons))
 
-    def warm_up(self) -> None:
+    def warm_up(self, system_prompt: str | None = None) -> None:
         """Warm every engine that can be; one that fails is logged, the others still serve."""
         for engine in self.engines:
-            warm_up: Callable[[], None] | None = getattr(engine, "warm_up", None)
+            warm_up: Callable[..., None] | None = getattr(engine, "warm_up", None)
             if warm_up is None:
                 continue
             try:
-                warm_up()
+                warm_up(system_prompt=system_prompt)
             except EngineError as exc:
                 logger.warning("LLM backend %s failed to warm up: %s", engine.name, exc)
 

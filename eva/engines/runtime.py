@@ -29,12 +29,12 @@ def _timed(progress: Progress, label: str, build: Callable[[], Any]) -> Any:
     return engine
 
 
-def _warm(progress: Progress, engine: Any) -> None:
+def _warm(progress: Progress, engine: Any, **context: Any) -> None:
     warm_up = getattr(engine, "warm_up", None)
     if warm_up is None:
         return
     started = time.monotonic()
-    warm_up()
+    warm_up(**context)
     progress(
         f"warmed up {getattr(engine, 'name', type(engine).__name__)} "
         f"in {time.monotonic() - started:.1f}s"
@@ -50,7 +50,11 @@ class Engines:
     pools: EnginePools = field(default_factory=EnginePools)
 
     @classmethod
-    def load(cls, settings: Settings, progress: Progress = log.info) -> Engines:
+    def load(
+        cls, settings: Settings, progress: Progress = log.info, system_prompt: str | None = None
+    ) -> Engines:
+        """Load and warm every engine. ``system_prompt`` (the persona) warms the LLM's prompt
+        cache, so that the first turn only evaluates what follows it."""
         stt = _timed(
             progress,
             f"speech recognition ({settings.stt_backend}, {settings.stt_model})",
@@ -71,7 +75,8 @@ class Engines:
             f"voice activity detection ({settings.vad_backend})",
             lambda: registry.create("vad", settings.vad_backend, settings),
         )
-        for engine in (stt, llm, *tts_engines, vad):
+        _warm(progress, llm, system_prompt=system_prompt)
+        for engine in (stt, *tts_engines, vad):
             _warm(progress, engine)
         return cls(stt=stt, llm=llm, tts=tts, vad=vad)
 

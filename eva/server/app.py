@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 
 from eva import __version__
 from eva.config import Settings
+from eva.conversation.persona import load_persona
 from eva.conversation.service import Conversation
 from eva.engines.runtime import Engines
 from eva.server import routes_chat, routes_speech
@@ -46,7 +47,9 @@ def create_app(
                 if engines is not None:
                     loaded = engines
                 else:
-                    loaded = await asyncio.to_thread(Engines.load, settings, progress)
+                    loaded = await asyncio.to_thread(
+                        Engines.load, settings, progress, load_persona(settings).prompt
+                    )
                     owned.append(loaded)
                 app.state.engines = loaded
                 app.state.conversation = Conversation(settings, loaded, store, app.state.stats)

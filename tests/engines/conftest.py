@@ -142,6 +142,9 @@ class ScriptedServer(http.server.ThreadingHTTPServer):
         self.released = threading.Event()  # set at teardown: frees handlers that hold on
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}/v1"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # scripted faults (cut connections, clients that give up) are the point here
+
 
 class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # chunked bodies, so that a cut-off stream is detectable
