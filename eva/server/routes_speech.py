@@ -94,7 +94,7 @@ async def voice_turn(
     audio = await _decode(service, file)
     heard = await service.transcribe(audio)
     user_text = heard.transcript.text.strip()
-    if not user_text:
+    if not any(character.isalnum() for character in user_text):
         raise ApiError(422, "no_speech", "no speech was recognised in the audio")
     chunks: list[np.ndarray] = []
     rate = service.engines.tts.info(voice).sample_rate
