@@ -85,8 +85,13 @@ class Settings(BaseSettings):
         default_factory=lambda: ["piper", "espeak"]
     )
 
-    # --- voice activity detection
+    # --- voice activity detection and turn-taking (docs/protocol.md explains the defaults)
     vad_backend: str = "silero"
+    vad_threshold: float = 0.5
+    vad_min_speech_ms: int = 96
+    vad_pause_ms: int = 160
+    end_of_turn_complete_ms: int = 500
+    end_of_turn_ms: int = 800
 
     # --- persona and reply bounds
     persona_file: Path | None = None

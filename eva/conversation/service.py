@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,8 +73,14 @@ class Conversation:
         audio: bool = True,
         control: TurnControl | None = None,
         timer: TurnTimer | None = None,
+        settle: Callable[[TurnDone], Awaitable[TurnDone | None]] | None = None,
     ) -> AsyncIterator[TurnEvent]:
-        """Stream the reply to ``user_text`` and save the turn before its TurnDone."""
+        """Stream the reply to ``user_text`` and save the turn before its TurnDone.
+
+        ``settle`` lets a front end decide what is saved: it gets the finished turn and
+        returns it as it should be stored (say, cut to the audio actually sent), or None to
+        save nothing (a speculative reply the person talked over).
+        """
         voice = self.engines.tts.info(voice_id)
         history = await asyncio.to_thread(
             self.store.messages, session_id, 2 * self.settings.history_turns
@@ -94,6 +100,10 @@ class Conversation:
         )
         async for event in events:
             if isinstance(event, TurnDone):
+                settled = await settle(event) if settle is not None else event
+                if settled is None:
+                    return
+                event = settled
                 # What the person heard is what Eva said: an interrupted reply keeps only
                 # the clauses whose audio went out.
                 said = event.spoken_text if (event.interrupted and audio) else event.text

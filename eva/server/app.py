@@ -23,6 +23,9 @@ from eva.server import routes_chat, routes_speech
 from eva.server.errors import install_error_handlers
 from eva.server.schemas import HealthResponse
 from eva.server.stats import LatencyStats
+from eva.server.web import mount_web
+from eva.server.ws_chat import chat_endpoint
+from eva.server.ws_voice import voice_endpoint
 from eva.store.sqlite import Store
 
 log = logging.getLogger("eva.server")
@@ -85,6 +88,9 @@ def create_app(
     install_error_handlers(app)
     app.include_router(routes_chat.router)
     app.include_router(routes_speech.router)
+    app.add_api_websocket_route("/ws", voice_endpoint)
+    app.add_api_websocket_route("/ws/chat", chat_endpoint)
+    mount_web(app)
 
     @app.get("/health", response_model=HealthResponse, summary="Liveness and readiness")
     async def health(request: Request) -> HealthResponse:

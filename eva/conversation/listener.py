@@ -1,0 +1,192 @@
+"""Hearing the person: voice activity, the end of what they said, and the end of their turn.
+
+``TurnDetector`` is a plain state machine with no I/O: feed it 16 kHz PCM16 as it arrives,
+it runs the VAD on 32 ms frames and returns events. It knows three moments:
+
+- ``SpeechStarted``: enough voiced frames in a row (a click or a breath is not speech);
+- ``SpeechPaused``: a short silence after speech. The reply can be prepared from here on,
+  speculatively, while the detector waits to see whether the person goes on;
+- ``TurnEnded``: the silence lasted long enough to be the end of the turn. How long depends
+  on what was said (``end_of_turn_wait``): words that end like a finished sentence need a
+  shorter wait than words that trail off ("and", "um").
+
+A person who resumes after ``SpeechPaused`` gets a new ``SpeechStarted`` and the utterance
+goes on; the caller throws its speculative work away.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from eva.engines.base import STT_SAMPLE_RATE, Float32Audio, VADStream
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    # Silero's probability of speech: above ``threshold`` a frame is voiced, below
+    # ``threshold - 0.15`` it is silent (the hysteresis Silero recommends against flicker).
+    threshold: float = 0.5
+    # Voiced time before speech counts as started: long enough to ignore a click or a cough,
+    # short enough that a barge-in stops Eva almost at once.
+    min_speech_ms: int = 96
+    # Silence after which the person has paused: the reply starts being prepared.
+    pause_ms: int = 160
+    # Silence after which the turn ends when the words so far look finished ("... today?").
+    # The reply is being prepared meanwhile, and takes about as long, so a shorter wait
+    # would gain little and cut off more people who pause after a complete phrase.
+    end_of_turn_complete_ms: int = 500
+    # Silence after which the turn ends otherwise (mid-sentence pauses are often 300-600 ms).
+    end_of_turn_ms: int = 800
+    # Audio kept from before speech started, so the first syllable is not clipped.
+    preroll_ms: int = 320
+    # The longest single utterance: Whisper's comfortable window, and a memory bound.
+    max_utterance_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    resumed: bool  # the person went on after a pause: drop any speculative reply
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    audio: Float32Audio  # the utterance so far, through the end of speech
+    speech_end_sample: int  # stream position where the voice stopped
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    audio: Float32Audio
+    speech_end_sample: int
+    forced: bool = False  # the utterance hit max_utterance_s
+
+
+ListenerEvent = SpeechStarted | SpeechPaused | TurnEnded
+
+_TRAILING_WORDS = re.compile(
+    r"\b(and|but|or|so|because|then|um+|uh+|er+|like|the|a|an|to|of|with|et|mais|donc|"
+    r"euh+|le|la|les|de|avec)[\s,.…-]*$",
+    re.IGNORECASE,
+)
+
+
+def looks_complete(text: str) -> bool:
+    """Whether words end like a finished turn: sentence punctuation, not a dangling word."""
+    stripped = text.strip()
+    if not stripped or stripped.endswith(("...", "…", ",")):
+        return False
+    return stripped[-1] in ".?!" and not _TRAILING_WORDS.search(stripped)
+
+
+@dataclass
+class TurnDetector:
+    vad: VADStream
+    config: ListenerConfig = field(default_factory=ListenerConfig)
+    # Push-to-talk: the person says when their turn ends (``end_turn_now``), not silence.
+    ends_turns_on_silence: bool = True
+
+    def __post_init__(self) -> None:
+        self._frame = self.vad.frame_samples
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._position = 0  # samples consumed by the VAD since the stream began
+        self._utterance: list[np.ndarray] = []  # PCM16 frames of the current utterance
+        self._preroll: list[np.ndarray] = []
+        self._voiced_run = 0
+        self._silent_run = 0
+        self._in_speech = False
+        self._paused = False
+        self._speech_end = 0
+        self._end_of_turn_ms = self.config.end_of_turn_ms
+        self.last_probability = 0.0
+
+    # --- what the caller tells us
+
+    @property
+    def speaking(self) -> bool:
+        """The person is in an utterance (speaking, or paused within the turn)."""
+        return self._in_speech or self._paused
+
+    def set_end_of_turn_wait(self, words_so_far: str) -> None:
+        """Choose the end-of-turn wait from the words heard up to the pause."""
+        complete = looks_complete(words_so_far)
+        self._end_of_turn_ms = (
+            self.config.end_of_turn_complete_ms if complete else self.config.end_of_turn_ms
+        )
+
+    def end_turn_now(self) -> TurnEnded | None:
+        """Push-to-talk release: the turn ends now, whatever the silence."""
+        if not self._utterance:
+            return None
+        event = TurnEnded(self._audio(), self._speech_end or self._position)
+        self._reset_utterance()
+        return event
+
+    def utterance_audio(self) -> Float32Audio:
+        return self._audio()
+
+    # --- audio in, events out
+
+    def feed(self, pcm: np.ndarray) -> list[ListenerEvent]:
+        self._pending = np.concatenate([self._pending, pcm.astype(np.int16, copy=False)])
+        events: list[ListenerEvent] = []
+        usable = len(self._pending) - len(self._pending) % self._frame
+        for start in range(0, usable, self._frame):
+            frame = self._pending[start : start + self._frame]
+            events.extend(self._on_frame(frame))
+        self._pending = self._pending[usable:]
+        return events
+
+    def _on_frame(self, frame: np.ndarray) -> list[ListenerEvent]:
+        cfg, frame_ms = self.config, self._frame * 1000 // STT_SAMPLE_RATE
+        probability = self.vad.speech_probability(frame)
+        self.last_probability = probability
+        self._position += self._frame
+        voiced = probability >= cfg.threshold
+        silent = probability < cfg.threshold - 0.15
+        self._voiced_run = self._voiced_run + 1 if voiced else 0
+        self._silent_run = self._silent_run + 1 if silent else 0
+        if self.speaking:
+            self._utterance.append(frame)
+        else:
+            self._preroll = [*self._preroll, frame][-max(1, cfg.preroll_ms // frame_ms) :]
+
+        events: list[ListenerEvent] = []
+        if not self._in_speech and self._voiced_run * frame_ms >= cfg.min_speech_ms:
+            resumed = self._paused
+            if not resumed:  # a new utterance, with the audio just before it
+                self._utterance = [*self._preroll]
+                self._preroll = []
+            self._in_speech, self._paused = True, False
+            self._end_of_turn_ms = cfg.end_of_turn_ms
+            events.append(SpeechStarted(resumed=resumed))
+        elif self._in_speech and self._silent_run * frame_ms >= cfg.pause_ms:
+            self._in_speech, self._paused = False, True
+            self._speech_end = self._position - self._silent_run * self._frame
+            events.append(SpeechPaused(self._audio(), self._speech_end))
+        elif (
+            self._paused
+            and self.ends_turns_on_silence
+            and self._silent_run * frame_ms >= self._end_of_turn_ms
+        ):
+            events.append(TurnEnded(self._audio(), self._speech_end))
+            self._reset_utterance()
+        if self.speaking and len(self._utterance) * self._frame >= (
+            cfg.max_utterance_s * STT_SAMPLE_RATE
+        ):
+            events.append(TurnEnded(self._audio(), self._position, forced=True))
+            self._reset_utterance()
+        return events
+
+    def _audio(self) -> Float32Audio:
+        if not self._utterance:
+            return np.zeros(0, dtype=np.float32)
+        return (np.concatenate(self._utterance).astype(np.float32) / 32768.0).astype(np.float32)
+
+    def _reset_utterance(self) -> None:
+        self._utterance = []
+        self._in_speech = self._paused = False
+        self._voiced_run = self._silent_run = 0
+        self._end_of_turn_ms = self.config.end_of_turn_ms

@@ -1,0 +1,468 @@
+"""``/ws``: a spoken (or typed) conversation over one WebSocket.
+
+Per connection, a ``VoiceSession`` runs the microphone audio through the ``TurnDetector``,
+sends partial transcripts while the person speaks, and answers at the end of their turn.
+The reply is prepared speculatively from the first pause (transcript, LLM, first audio) and
+held until the pause turns out to be the end of the turn; if the person goes on, it is
+thrown away. Reply audio is paced at real time plus a small lead, so that a barge-in stops
+what the person hears within one lead, and what was sent is what was heard. See
+docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from fastapi import WebSocket, WebSocketDisconnect
+
+from eva.config import Settings
+from eva.conversation.listener import (
+    ListenerConfig,
+    SpeechPaused,
+    SpeechStarted,
+    TurnDetector,
+    TurnEnded,
+)
+from eva.conversation.service import Conversation
+from eva.conversation.turn import AudioChunk, TextDelta, TurnControl, TurnDone, TurnTimer
+from eva.engines.base import STT_SAMPLE_RATE, EngineError, Float32Audio, Int16Audio
+from eva.engines.voices import UnknownVoiceError
+from eva.server.ws_protocol import (
+    PROTOCOL_VERSION,
+    CommitAudio,
+    Interrupt,
+    Ping,
+    ProtocolError,
+    SessionUpdate,
+    TextTurn,
+    event,
+    parse_audio,
+    parse_event,
+)
+from eva.store.sqlite import UnknownSessionError
+
+log = logging.getLogger("eva.ws")
+
+# Reply audio goes out in 40 ms frames: small enough to stop promptly, big enough that
+# the per-frame overhead is nothing.
+AUDIO_FRAME_MS = 40
+# How far ahead of real time reply audio is sent: covers network jitter, and bounds what
+# the client still plays after a barge-in.
+AUDIO_LEAD_S = 0.25
+# Partial transcripts while the person speaks: one per second of new speech keeps the
+# screen alive without keeping the STT thread busy when the final transcript is needed.
+PARTIAL_EVERY_S = 1.0
+# A close code in the private range: the session asked for does not exist.
+CLOSE_UNKNOWN_SESSION = 4404
+
+
+def listener_config(settings: Settings) -> ListenerConfig:
+    return ListenerConfig(
+        threshold=settings.vad_threshold,
+        min_speech_ms=settings.vad_min_speech_ms,
+        pause_ms=settings.vad_pause_ms,
+        end_of_turn_complete_ms=settings.end_of_turn_complete_ms,
+        end_of_turn_ms=settings.end_of_turn_ms,
+    )
+
+
+class Outbox:
+    """All sends to one socket, serialised; a vanished client makes them no-ops."""
+
+    def __init__(self, socket: WebSocket) -> None:
+        self.socket = socket
+        self.open = True
+        self._lock = asyncio.Lock()
+
+    async def json(self, data: dict[str, Any]) -> None:
+        await self._send(text=json.dumps(data, ensure_ascii=False))
+
+    async def audio(self, pcm: Int16Audio) -> None:
+        await self._send(data=pcm.astype("<i2").tobytes())
+
+    async def _send(self, text: str | None = None, data: bytes | None = None) -> None:
+        if not self.open:
+            return
+        async with self._lock:
+            try:
+                if text is not None:
+                    await self.socket.send_text(text)
+                else:
+                    await self.socket.send_bytes(data or b"")
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.open = False
+
+
+@dataclass
+class Response:
+    """One reply in flight: speculative until ``commit``, then streamed to the client."""
+
+    id: str
+    control: TurnControl = field(default_factory=TurnControl)
+    timer: TurnTimer = field(default_factory=TurnTimer)
+    committed: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_audio: asyncio.Event = field(default_factory=asyncio.Event)
+    speech_end_at: float | None = None  # monotonic time the person stopped speaking
+    user_text: str | None = None
+    sent_clauses: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    discarded: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def record_sent(self, clause: str, fraction: float) -> None:
+        """Remember what the person heard: a whole clause, or the share of its words that
+        matches the share of its audio sent before a barge-in, marked as cut off."""
+        if fraction <= 0 or self.sent_clauses[-1:] == [clause]:
+            return
+        if fraction >= 1:
+            self.sent_clauses.append(clause)
+            return
+        words = clause.split()
+        heard = words[: max(1, round(len(words) * fraction))]
+        self.sent_clauses.append(" ".join(heard) + "—")
+
+
+class VoiceSession:
+    def __init__(
+        self, socket: WebSocket, service: Conversation, session_id: str, voice_id: str
+    ) -> None:
+        self.socket = socket
+        self.service = service
+        self.settings = service.settings
+        self.session_id = session_id
+        self.voice = service.engines.tts.info(voice_id)
+        self.mode = "hands_free"
+        self.out = Outbox(socket)
+        self.detector = TurnDetector(
+            service.engines.vad.new_stream(), listener_config(self.settings)
+        )
+        self.response: Response | None = None
+        self.partial_task: asyncio.Task[None] | None = None
+        self.last_partial_at = 0.0
+        self.playhead = 0.0  # monotonic time when the client will have played all sent audio
+        self.stream_samples = 0  # microphone samples received so far
+        self._responses = 0
+
+    # --- the connection
+
+    async def run(self) -> None:
+        await self.out.json(self._session_event("session.created"))
+        try:
+            while self.out.open:
+                message = await self.socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                try:
+                    if message.get("bytes") is not None:
+                        await self.on_audio(message["bytes"])
+                    elif message.get("text") is not None:
+                        await self.on_event(message["text"])
+                except ProtocolError as exc:
+                    await self.out.json(event("error", code=exc.code, message=exc.message))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.out.open = False
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop every piece of work this session started, and wait until it has stopped."""
+        tasks = [t for t in (self.partial_task,) if t is not None]
+        if self.response is not None:
+            self.response.discarded = not self.response.committed.is_set()
+            self.response.control.cancel()
+            self.response.stop_audio.set()
+            if self.response.task is not None:
+                tasks.append(self.response.task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _session_event(self, kind: str) -> dict[str, Any]:
+        return event(
+            kind,
+            session_id=self.session_id,
+            protocol=PROTOCOL_VERSION,
+            voice=self.voice.id,
+            mode=self.mode,
+            input_audio={"format": "pcm16", "sample_rate": STT_SAMPLE_RATE, "channels": 1},
+            output_audio={"format": "pcm16", "sample_rate": self.voice.sample_rate, "channels": 1},
+        )
+
+    # --- client events
+
+    async def on_event(self, raw: str) -> None:
+        message = parse_event(raw, self.settings.max_message_chars)
+        if isinstance(message, Ping):
+            await self.out.json(event("pong"))
+        elif isinstance(message, TextTurn):
+            await self.start_turn(message.text, committed=True)
+        elif isinstance(message, Interrupt):
+            await self.interrupt()
+        elif isinstance(message, CommitAudio):
+            ended = self.detector.end_turn_now()
+            if ended is not None:
+                await self.on_turn_ended(ended, time.monotonic())
+        elif isinstance(message, SessionUpdate):
+            await self.update(message)
+
+    async def update(self, message: SessionUpdate) -> None:
+        if message.voice is not None:
+            try:
+                self.voice = self.service.engines.tts.info(message.voice)
+            except UnknownVoiceError as exc:
+                raise ProtocolError("unknown_voice", str(exc)) from None
+        if message.mode is not None:
+            self.mode = message.mode
+            self.detector.ends_turns_on_silence = self.mode == "hands_free"
+        await self.out.json(self._session_event("session.updated"))
+
+    async def on_audio(self, frame: bytes) -> None:
+        pcm = parse_audio(frame)
+        arrived = time.monotonic()
+        self.stream_samples += len(pcm)
+        for heard in self.detector.feed(pcm):
+            if isinstance(heard, SpeechStarted):
+                await self.on_speech_started(heard)
+            elif isinstance(heard, SpeechPaused):
+                await self.out.json(event("speech.stopped"))
+                if self.mode == "hands_free":
+                    behind = (self.stream_samples - heard.speech_end_sample) / STT_SAMPLE_RATE
+                    await self.start_voice_turn(heard.audio, arrived - behind)
+            elif isinstance(heard, TurnEnded) and (self.mode == "hands_free" or heard.forced):
+                await self.on_turn_ended(heard, arrived)
+        self._maybe_partial()
+
+    async def on_speech_started(self, heard: SpeechStarted) -> None:
+        await self.out.json(event("speech.started"))
+        current = self.response
+        if current is None or not current.active:
+            return
+        if not current.committed.is_set():
+            await self._discard(current)  # the person went on: the speculative reply is moot
+        else:
+            await self.barge_in(current)
+
+    async def on_turn_ended(self, ended: TurnEnded, now: float) -> None:
+        current = self.response
+        if current is None or current.committed.is_set() or current.discarded:
+            behind = (self.stream_samples - ended.speech_end_sample) / STT_SAMPLE_RATE
+            current = await self.start_voice_turn(ended.audio, now - behind)
+        current.committed.set()  # the speculative reply for this utterance goes out
+
+    # --- turns
+
+    async def start_voice_turn(self, audio: Float32Audio, speech_end_at: float) -> Response:
+        response = await self._new_response()
+        response.speech_end_at = speech_end_at
+        response.task = asyncio.create_task(self._voice_turn(response, audio))
+        return response
+
+    async def start_turn(self, text: str, committed: bool) -> Response:
+        response = await self._new_response()
+        response.user_text = text
+        if committed:
+            response.committed.set()
+        response.task = asyncio.create_task(self._reply(response, text))
+        return response
+
+    async def _new_response(self) -> Response:
+        if self.response is not None and self.response.active:
+            if self.response.committed.is_set():
+                await self.barge_in(self.response)
+            else:
+                await self._discard(self.response)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.response.task  # type: ignore[misc]
+        self._responses += 1
+        self.response = Response(id=f"resp_{self._responses}")
+        return self.response
+
+    async def _voice_turn(self, response: Response, audio: Float32Audio) -> None:
+        try:
+            heard = await self.service.transcribe(audio)
+        except EngineError as exc:
+            await response.committed.wait()
+            await self.out.json(event("error", code="backend_unavailable", message=str(exc)))
+            return
+        text = heard.transcript.text.strip()
+        self.detector.set_end_of_turn_wait(text)
+        response.user_text = text
+        response.timer = TurnTimer()
+        response.timer.set("stt_ms", heard.milliseconds)
+        if not text:
+            return  # noise, a cough: nothing to answer
+        await self._reply(response, text)
+
+    async def _reply(self, response: Response, text: str) -> None:
+        sent_first_audio = False
+        announced = asyncio.create_task(self._announce(response, text))
+        try:
+            events = self.service.reply(
+                self.session_id,
+                text,
+                voice_id=self.voice.id,
+                control=response.control,
+                timer=response.timer,
+                settle=lambda done: self._settle(response, done),
+            )
+            async for item in events:
+                await announced  # holds everything until the turn has really ended
+                if isinstance(item, TextDelta):
+                    await self.out.json(event("response.text.delta", text=item.text))
+                elif isinstance(item, AudioChunk):
+                    if not sent_first_audio:
+                        sent_first_audio = True
+                        self._mark_first_audio(response)
+                    sent = await self._send_paced(item.pcm, item.sample_rate, response)
+                    response.record_sent(item.text, sent)
+                elif isinstance(item, TurnDone):
+                    said = item.spoken_text if item.interrupted else item.text
+                    await self.out.json(
+                        event(
+                            "response.done",
+                            response_id=response.id,
+                            text=said,
+                            interrupted=item.interrupted,
+                            timings=item.timings,
+                        )
+                    )
+        except EngineError as exc:
+            self.service.stats.count_error("/ws")
+            await self.out.json(event("error", code="backend_unavailable", message=str(exc)))
+        finally:
+            announced.cancel()
+
+    async def _announce(self, response: Response, text: str) -> None:
+        """Once the turn is committed: the person's final words, then Eva's reply begins."""
+        await response.committed.wait()
+        await self.out.json(event("transcript.final", text=text))
+        await self.out.json(event("response.created", response_id=response.id))
+        if response.speech_end_at is not None:
+            ended = (time.monotonic() - response.speech_end_at) * 1000
+            response.timer.set("end_of_turn_ms", ended)
+
+    def _mark_first_audio(self, response: Response) -> None:
+        if response.speech_end_at is not None:
+            response.timer.set(
+                "voice_to_voice_ms", (time.monotonic() - response.speech_end_at) * 1000
+            )
+
+    async def _settle(self, response: Response, done: TurnDone) -> TurnDone | None:
+        if response.discarded or not response.committed.is_set():
+            return None
+        if done.interrupted:
+            return replace(done, spoken_text=" ".join(response.sent_clauses))
+        return done
+
+    async def _send_paced(self, pcm: Int16Audio, rate: int, response: Response) -> float:
+        """Send one chunk as it would play; the fraction of it sent (less than 1 when a
+        barge-in stopped it part-way)."""
+        frame = max(1, rate * AUDIO_FRAME_MS // 1000)
+        for start in range(0, len(pcm), frame):
+            if response.stop_audio.is_set() or not self.out.open:
+                return start / len(pcm)
+            now = time.monotonic()
+            self.playhead = max(self.playhead, now)
+            ahead = self.playhead - now - AUDIO_LEAD_S
+            if ahead > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(response.stop_audio.wait(), ahead)
+                if response.stop_audio.is_set():
+                    return start / len(pcm)
+            piece = pcm[start : start + frame]
+            await self.out.audio(piece)
+            self.playhead += len(piece) / rate
+        return 1.0
+
+    # --- stopping
+
+    async def barge_in(self, response: Response) -> None:
+        """The person spoke over Eva: stop the audio now, and the reply behind it."""
+        response.stop_audio.set()
+        response.control.cancel()
+        self.playhead = time.monotonic()
+
+    async def interrupt(self) -> None:
+        current = self.response
+        if current is None or not current.active:
+            return
+        if current.committed.is_set():
+            await self.barge_in(current)
+        else:
+            await self._discard(current)
+
+    async def _discard(self, response: Response) -> None:
+        response.discarded = True
+        response.control.cancel()
+        response.stop_audio.set()
+        if response.task is not None:
+            response.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await response.task
+
+    # --- partial transcripts
+
+    def _maybe_partial(self) -> None:
+        now = time.monotonic()
+        if (
+            not self.detector.speaking
+            or now - self.last_partial_at < PARTIAL_EVERY_S
+            or (self.partial_task is not None and not self.partial_task.done())
+            or (
+                self.response is not None
+                and self.response.active
+                and not self.response.committed.is_set()
+            )
+        ):
+            return
+        audio = self.detector.utterance_audio()
+        if len(audio) < STT_SAMPLE_RATE * PARTIAL_EVERY_S:
+            return
+        self.last_partial_at = now
+        self.partial_task = asyncio.create_task(self._partial(audio))
+
+    async def _partial(self, audio: np.ndarray) -> None:
+        with contextlib.suppress(EngineError):
+            heard = await self.service.transcribe(audio)
+            if heard.transcript.text and self.detector.speaking:
+                await self.out.json(event("transcript.partial", text=heard.transcript.text))
+
+
+async def voice_endpoint(socket: WebSocket) -> None:
+    """The /ws route: accept, find or create the session, run it until the client leaves."""
+    await socket.accept()
+    service: Conversation | None = socket.app.state.conversation
+    if service is None:
+        await socket.send_json(event("error", code="not_ready", message="Eva is still loading"))
+        await socket.close(code=1013)  # try again later
+        return
+    try:
+        session = await service.open_session(socket.query_params.get("session_id") or None)
+    except UnknownSessionError:
+        await socket.send_json(event("error", code="unknown_session", message="no such session"))
+        await socket.close(code=CLOSE_UNKNOWN_SESSION)
+        return
+    voice = socket.query_params.get("voice") or service.engines.tts.default_voice
+    try:
+        service.engines.tts.info(voice)
+    except UnknownVoiceError as exc:
+        await socket.send_json(event("error", code="unknown_voice", message=str(exc)))
+        voice = service.engines.tts.default_voice
+    state = socket.app.state
+    state.active_sessions = getattr(state, "active_sessions", 0) + 1
+    service.stats.count_request("/ws")
+    try:
+        await VoiceSession(socket, service, session.id, voice).run()
+    finally:
+        state.active_sessions -= 1

@@ -1,0 +1,185 @@
+// Audio in and out of the page: Eva's voice (Player) and the person's microphone
+// (Microphone). Both live on one AudioContext, created on the first user gesture because
+// browsers keep audio silent until the person has interacted with the page.
+
+// Playback starts this long after the first chunk of a reply arrives: a small cushion
+// against network and scheduling jitter, short enough that nobody hears it as a delay.
+const JITTER_BUFFER_S = 0.08;
+
+// How often the level meters are smoothed towards silence (per animation frame).
+const LEVEL_DECAY = 0.85;
+
+export class Player {
+  constructor(context) {
+    this.context = context;
+    this.sampleRate = 22050;
+    this.output = context.createGain();
+    this.analyser = context.createAnalyser();
+    this.analyser.fftSize = 512;
+    this.output.connect(this.analyser);
+    this.analyser.connect(context.destination);
+    this.samples = new Float32Array(this.analyser.fftSize);
+    this.sources = new Set();
+    this.nextStartTime = 0;
+    this.leftover = null; // an odd trailing byte, should a chunk ever split a sample
+    this.onIdle = () => {};
+    this.chunksReceived = 0;
+    this.secondsScheduled = 0;
+    this.secondsPlayed = 0; // what played to its end, not cut by a barge-in
+    this.flushes = 0; // barge-ins that actually silenced something
+  }
+
+  // Schedules one chunk of PCM16 little-endian mono right after the previous one.
+  enqueue(data) {
+    const pcm = this.takeWholeSamples(new Uint8Array(data));
+    this.chunksReceived += 1;
+    if (pcm.length === 0) return;
+    const buffer = this.context.createBuffer(1, pcm.length, this.sampleRate);
+    const channel = buffer.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 0x8000;
+
+    const now = this.context.currentTime;
+    // After a gap (first chunk, or the buffer ran dry) restart with a fresh cushion;
+    // otherwise butt the chunk against the previous one so there are no clicks.
+    if (this.nextStartTime < now) this.nextStartTime = now + JITTER_BUFFER_S;
+    const source = this.context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(this.output);
+    source.onended = () => this.finished(source);
+    source.start(this.nextStartTime);
+    this.sources.add(source);
+    this.nextStartTime += buffer.duration;
+    this.secondsScheduled += buffer.duration;
+  }
+
+  takeWholeSamples(bytes) {
+    let joined = bytes;
+    if (this.leftover !== null) {
+      joined = new Uint8Array(bytes.length + 1);
+      joined[0] = this.leftover;
+      joined.set(bytes, 1);
+      this.leftover = null;
+    }
+    const whole = joined.length - (joined.length % 2);
+    if (whole < joined.length) this.leftover = joined[whole];
+    // Copy into an aligned buffer: Int16Array needs an even byte offset, and a DataView
+    // per sample would be slow; PCM16 on the wire is little-endian like every browser CPU.
+    return new Int16Array(joined.slice(0, whole).buffer);
+  }
+
+  finished(source) {
+    this.sources.delete(source);
+    this.secondsPlayed += source.buffer.duration;
+    if (this.sources.size === 0) this.onIdle();
+  }
+
+  get playing() {
+    return this.sources.size > 0;
+  }
+
+  // Barge-in: silence everything scheduled, at once, and start the next reply afresh.
+  flush() {
+    const sources = [...this.sources];
+    this.sources.clear();
+    for (const source of sources) {
+      source.onended = null;
+      try {
+        source.stop();
+      } catch {
+        // a source that never started throws on stop() in some browsers; it is silent anyway
+      }
+      source.disconnect();
+    }
+    this.nextStartTime = 0;
+    this.leftover = null;
+    if (sources.length > 0) {
+      this.flushes += 1;
+      this.onIdle();
+    }
+  }
+
+  setSampleRate(rate) {
+    if (rate > 0) this.sampleRate = rate;
+  }
+
+  // 0..1, the loudness of what Eva is saying right now (for the orb).
+  level() {
+    return rms(this.analyser, this.samples);
+  }
+}
+
+function rms(analyser, samples) {
+  analyser.getFloatTimeDomainData(samples);
+  let sum = 0;
+  for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
+  return Math.sqrt(sum / samples.length);
+}
+
+// The person's microphone, as 16 kHz PCM16 frames delivered to `onFrame(arrayBuffer)`.
+export class Microphone {
+  constructor(context) {
+    this.context = context;
+    this.stream = null;
+    this.node = null;
+    this.level = 0;
+    this.muted = false;
+    this.onFrame = () => {};
+  }
+
+  // Asks for the microphone; throws the browser's DOMException (NotAllowedError,
+  // NotFoundError, ...) or a MicrophoneUnavailable when the page cannot have one at all.
+  async open() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new MicrophoneUnavailable();
+    }
+    this.stream = await navigator.mediaDevices.getUserMedia({
+      audio: {
+        echoCancellation: true,
+        noiseSuppression: true,
+        autoGainControl: true,
+        channelCount: 1,
+      },
+    });
+    await this.context.audioWorklet.addModule("/static/audio-worklet.js");
+    const source = this.context.createMediaStreamSource(this.stream);
+    this.node = new AudioWorkletNode(this.context, "eva-microphone", {
+      numberOfInputs: 1,
+      numberOfOutputs: 1,
+      channelCount: 1,
+      channelCountMode: "explicit",
+    });
+    this.node.port.onmessage = (event) => this.received(event.data);
+    source.connect(this.node);
+    // The node writes silence; connecting it keeps the graph pulling it in every browser.
+    this.node.connect(this.context.destination);
+  }
+
+  received({ pcm, level }) {
+    this.level = Math.max(level * 4, this.level * LEVEL_DECAY); // speech rms is ~0.05-0.2
+    if (!this.muted) this.onFrame(pcm);
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    for (const track of this.stream ? this.stream.getAudioTracks() : []) track.enabled = !muted;
+    if (muted) this.level = 0;
+  }
+
+  get isOpen() {
+    return this.stream !== null;
+  }
+
+  // Called every animation frame: the current level, fading when no frames arrive.
+  currentLevel() {
+    const now = this.level;
+    this.level *= LEVEL_DECAY;
+    return Math.min(1, now);
+  }
+}
+
+export class MicrophoneUnavailable extends Error {
+  constructor() {
+    super("This page cannot use a microphone (it needs https or localhost).");
+    this.name = "MicrophoneUnavailable";
+  }
+}

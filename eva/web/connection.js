@@ -1,0 +1,116 @@
+// The WebSocket to Eva (/ws), kept alive: when it drops, it comes back by itself with
+// exponential backoff and resumes the same conversation (session_id), so a server restart
+// or a network hiccup costs the person a few seconds, not their conversation.
+
+const FIRST_RETRY_S = 0.5;
+const MAX_RETRY_S = 10; // long enough not to hammer a restarting server, short enough to wait
+const PING_EVERY_S = 15; // a silent half-open socket is otherwise only noticed on send
+const PONG_TIMEOUT_S = 10;
+// The server closes with this code when the session asked for does not exist (say, the
+// conversation was made on another server or its data was wiped): start a new one.
+const CLOSE_UNKNOWN_SESSION = 4404;
+
+export class Connection {
+  // handlers: onOpen(), onEvent(object), onAudio(ArrayBuffer), onDown(retryInSeconds, closeCode)
+  constructor(handlers) {
+    this.handlers = handlers;
+    this.socket = null;
+    this.sessionId = null;
+    this.voice = null;
+    this.retryDelay = FIRST_RETRY_S;
+    this.retryTimer = null;
+    this.pingTimer = null;
+    this.pongTimer = null;
+    this.reconnects = 0;
+  }
+
+  url() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const query = new URLSearchParams();
+    if (this.sessionId) query.set("session_id", this.sessionId);
+    if (this.voice) query.set("voice", this.voice);
+    const suffix = query.toString() ? `?${query}` : "";
+    return `${scheme}//${location.host}/ws${suffix}`;
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    const socket = new WebSocket(this.url());
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    socket.onopen = () => this.handlers.onOpen();
+    socket.onmessage = (message) => this.received(message.data);
+    // onerror is always followed by onclose, which is where we recover.
+    socket.onclose = (event) => this.closed(socket, event);
+  }
+
+  received(data) {
+    if (data instanceof ArrayBuffer) {
+      this.handlers.onAudio(data);
+      return;
+    }
+    let event;
+    try {
+      event = JSON.parse(data);
+    } catch {
+      console.warn("eva: ignoring a frame that is not JSON", data);
+      return;
+    }
+    if (event.type === "session.created") {
+      this.sessionId = event.session_id;
+      this.retryDelay = FIRST_RETRY_S; // a real session: the link is healthy again
+      this.startPinging();
+    }
+    if (event.type === "pong") clearTimeout(this.pongTimer);
+    this.handlers.onEvent(event);
+  }
+
+  closed(socket, event) {
+    if (socket !== this.socket) return; // an old socket we already replaced
+    this.socket = null;
+    this.stopPinging();
+    if (event.code === CLOSE_UNKNOWN_SESSION) {
+      this.sessionId = null;
+      this.retryDelay = 0; // nothing is wrong with the server: come straight back
+    }
+    const delay = this.retryDelay * (0.8 + 0.4 * Math.random()); // jitter: no thundering herd
+    this.retryDelay = Math.min(Math.max(this.retryDelay * 2, FIRST_RETRY_S), MAX_RETRY_S);
+    this.reconnects += 1;
+    this.retryTimer = setTimeout(() => this.connect(), delay * 1000);
+    this.handlers.onDown(delay, event.code);
+  }
+
+  get open() {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+  }
+
+  send(event) {
+    if (!this.open) return false;
+    this.socket.send(JSON.stringify(event));
+    return true;
+  }
+
+  sendAudio(pcm) {
+    // While reconnecting, audio is dropped rather than queued: stale speech is worse than none.
+    if (this.open) this.socket.send(pcm);
+  }
+
+  startPinging() {
+    this.stopPinging();
+    this.pingTimer = setInterval(() => {
+      if (!this.send({ type: "ping" })) return;
+      clearTimeout(this.pongTimer);
+      this.pongTimer = setTimeout(() => this.drop(), PONG_TIMEOUT_S * 1000);
+    }, PING_EVERY_S * 1000);
+  }
+
+  stopPinging() {
+    clearInterval(this.pingTimer);
+    clearTimeout(this.pongTimer);
+  }
+
+  // Closes the current socket; the reconnect logic in closed() takes it from there.
+  drop() {
+    if (this.socket) this.socket.close();
+  }
+}
