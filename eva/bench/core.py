@@ -238,12 +238,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=20, help="messages per measure")
     parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
     parser.add_argument("--out", default="bench/results", help="where to write the JSON")
+    parser.add_argument("--utterances", type=int, default=10, help="spoken turns over /ws")
+    parser.add_argument("--skip-voice", action="store_true", help="typed turns only")
 
 
 def main(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else time.time_ns() % (2**32)
     with running_server(args.url) as base:
         report = run(base, args.messages, seed)
+        if not args.skip_voice:
+            from eva.bench.voice import run_voice
+
+            voice = run_voice(base, args.utterances, seed + 1)
+            report["raw"].update(voice)
+            report["summary"].update({name: _summary(v) for name, v in voice.items()})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
