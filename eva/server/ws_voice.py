@@ -59,6 +59,9 @@ AUDIO_LEAD_S = 0.25
 # Partial transcripts while the person speaks: one per second of new speech keeps the
 # screen alive without keeping the STT thread busy when the final transcript is needed.
 PARTIAL_EVERY_S = 1.0
+# How long a closing session waits for its interrupted reply to be stored; the engines
+# stop at their next token or clause, so this only bounds a stuck backend.
+_CLOSE_WAIT_S = 5.0
 # A close code in the private range: the session asked for does not exist.
 CLOSE_UNKNOWN_SESSION = 4404
 
@@ -176,17 +179,24 @@ class VoiceSession:
             await self.close()
 
     async def close(self) -> None:
-        """Stop every piece of work this session started, and wait until it has stopped."""
-        tasks = [t for t in (self.partial_task,) if t is not None]
-        if self.response is not None:
-            self.response.discarded = not self.response.committed.is_set()
-            self.response.control.cancel()
-            self.response.stop_audio.set()
-            if self.response.task is not None:
-                tasks.append(self.response.task)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop every piece of work this session started, and wait until it has stopped.
+
+        A reply that was going out ends as if interrupted, so the person's words and what
+        Eva said before they left are stored; a speculative reply is dropped."""
+        if self.partial_task is not None:
+            self.partial_task.cancel()
+            await asyncio.gather(self.partial_task, return_exceptions=True)
+        current = self.response
+        if current is None or current.task is None:
+            return
+        if current.committed.is_set():
+            await self.barge_in(current)
+            try:
+                await asyncio.wait_for(asyncio.shield(current.task), _CLOSE_WAIT_S)
+                return
+            except (TimeoutError, Exception):
+                pass  # a stuck backend: cancel below rather than hold the connection
+        await self._discard(current)
 
     def _session_event(self, kind: str) -> dict[str, Any]:
         return event(

@@ -167,6 +167,7 @@ async def test_a_client_that_vanishes_mid_reply_leaves_no_work_running(
 ) -> None:
     before = (await _get(server, "/stats"))["active_sessions"]
     client = await VoiceClient.connect(server.base_url)
+    session_id = (await client.wait_for("session.created"))["session_id"]
     await client.send_json({"type": "text", "text": LONG_STORY})
     await client.wait_for_audio(0.3)
     client.socket.transport.abort()  # the client vanishes: no closing handshake
@@ -177,6 +178,9 @@ async def test_a_client_that_vanishes_mid_reply_leaves_no_work_running(
     assert health["ready"] is True
     stats = await _get(server, "/stats")
     assert stats["active_sessions"] == before
+    stored = (await _get(server, f"/sessions/{session_id}/messages"))["messages"]
+    assert stored[0]["content"] == LONG_STORY  # the person's words are kept
+    assert stored[1]["interrupted"] is True
 
 
 async def test_a_conversation_over_the_socket_is_stored_and_resumable(
