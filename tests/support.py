@@ -3,6 +3,7 @@ they share the models the test session loaded once)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -57,3 +58,15 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+async def pools_are_idle(engines: Engines) -> bool:
+    """Every engine worker thread takes new work at once: nothing is left running in them."""
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    await asyncio.gather(
+        loop.run_in_executor(engines.pools.llm, lambda: None),
+        loop.run_in_executor(engines.pools.tts, lambda: None),
+        loop.run_in_executor(engines.pools.stt, lambda: None),
+    )
+    return time.monotonic() - started < 0.3

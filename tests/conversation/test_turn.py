@@ -22,6 +22,7 @@ from eva.conversation.turn import (
 )
 from eva.engines.base import ChatMessage, Int16Audio, VoiceInfo
 from eva.engines.runtime import Engines
+from tests.support import pools_are_idle
 
 SYSTEM = ChatMessage("system", "You are Eva, a friendly companion. Answer in plain sentences.")
 
@@ -49,17 +50,6 @@ def _turn(
         bounds=bounds,
         control=control,
     )
-
-
-async def _pools_are_idle(engines: Engines) -> bool:
-    """Both worker threads accept new work at once: nothing is left running in them."""
-    loop = asyncio.get_running_loop()
-    started = time.monotonic()
-    await asyncio.gather(
-        loop.run_in_executor(engines.pools.llm, lambda: None),
-        loop.run_in_executor(engines.pools.tts, lambda: None),
-    )
-    return time.monotonic() - started < 0.25
 
 
 async def test_first_audio_leaves_before_the_llm_has_finished(engines: Engines) -> None:
@@ -113,7 +103,7 @@ async def test_cancel_stops_the_chain_promptly(engines: Engines) -> None:
     assert time.monotonic() - cancelled_at < 0.5
     assert audio_after_cancel <= 1  # at most the chunk already in flight
     assert len(done.spoken_text) <= len(done.text)
-    assert await _pools_are_idle(engines)
+    assert await pools_are_idle(engines)
 
 
 async def test_closing_the_stream_mid_reply_leaves_no_work_running(engines: Engines) -> None:
@@ -122,7 +112,7 @@ async def test_closing_the_stream_mid_reply_leaves_no_work_running(engines: Engi
         if isinstance(event, TextDelta):
             break
     await stream.aclose()
-    assert await _pools_are_idle(engines)
+    assert await pools_are_idle(engines)
 
 
 async def test_cancelling_the_consuming_task_stops_the_engines(engines: Engines) -> None:
@@ -140,7 +130,7 @@ async def test_cancelling_the_consuming_task_stops_the_engines(engines: Engines)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await _pools_are_idle(engines)
+    assert await pools_are_idle(engines)
 
 
 class _ScriptedLLM:
@@ -231,4 +221,4 @@ async def test_an_llm_failure_propagates_after_stopping_the_chain(engines: Engin
             bounds=ReplyBounds(),
         ):
             pass
-    assert await _pools_are_idle(engines)
+    assert await pools_are_idle(engines)

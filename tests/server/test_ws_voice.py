@@ -13,7 +13,7 @@ import pytest
 
 from eva.engines.runtime import Engines
 from tests.server.ws_client import VoiceClient, silence, speech
-from tests.support import ServerThread
+from tests.support import ServerThread, pools_are_idle
 
 LONG_STORY = "Please tell me a long story about a lighthouse keeper and a seagull."
 
@@ -21,17 +21,6 @@ LONG_STORY = "Please tell me a long story about a lighthouse keeper and a seagul
 async def _get(server: ServerThread, path: str) -> Any:
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         return (await http.get(path)).json()
-
-
-async def _pools_are_idle(engines: Engines) -> bool:
-    loop = asyncio.get_running_loop()
-    started = time.monotonic()
-    await asyncio.gather(
-        loop.run_in_executor(engines.pools.llm, lambda: None),
-        loop.run_in_executor(engines.pools.tts, lambda: None),
-        loop.run_in_executor(engines.pools.stt, lambda: None),
-    )
-    return time.monotonic() - started < 0.3
 
 
 async def test_session_created_describes_the_audio_formats(server: ServerThread) -> None:
@@ -173,7 +162,7 @@ async def test_a_client_that_vanishes_mid_reply_leaves_no_work_running(
     client.socket.transport.abort()  # the client vanishes: no closing handshake
     await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)
-    assert await _pools_are_idle(engines)
+    assert await pools_are_idle(engines)
     health = await _get(server, "/health")
     assert health["ready"] is True
     stats = await _get(server, "/stats")
