@@ -14,6 +14,8 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v git >/dev/null 2>&1 || missing+=(git)
+# The browser tests drive Debian's chromium (Playwright's own browser downloads need the internet).
+if [ "$extras" = test ]; then command -v chromium >/dev/null 2>&1 || missing+=(chromium); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "eva: installing system packages: ${missing[*]}"
     if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else

@@ -13,7 +13,7 @@ const LABELS = {
   reconnecting: "Reconnecting…",
   idle: "Ready",
   listening: "Listening",
-  waiting: "Hold to talk",
+  waiting: "Ready",
   muted: "Microphone off",
   hearing: "Hearing you…",
   thinking: "Thinking…",
@@ -52,6 +52,10 @@ const app = {
   holding: false, // push-to-talk button or space bar held
   awaitingReply: false, // the person's turn ended; Eva has not answered yet
   responding: false, // between response.created and response.done
+  // After a barge-in, audio of the stopped reply may still be on the wire; it is dropped
+  // until the next response.created, which the server sends before any reply's audio.
+  dropAudio: false,
+  audioChunksDropped: 0,
   youLine: null, // the person's line being transcribed (partials)
   evaLine: null, // Eva's line being written (deltas)
   toastTimer: null,
@@ -81,6 +85,7 @@ Object.defineProperty(window, "evaDebug", {
       audioSecondsScheduled: app.player ? app.player.secondsScheduled : 0,
       audioSecondsPlayed: app.player ? app.player.secondsPlayed : 0,
       audioFlushes: app.player ? app.player.flushes : 0,
+      audioChunksDropped: app.audioChunksDropped,
       micFramesSent: app.micFramesSent,
       audioContextState: app.context ? app.context.state : "none",
     }),
@@ -109,8 +114,9 @@ function refresh() {
   ui.start.hidden = micOpen;
   ui.mute.hidden = !micOpen;
   ui.talk.hidden = !micOpen || app.mode !== "push_to_talk";
-  ui.stop.disabled = !(app.responding || (app.player && app.player.playing));
-  ui.hint.textContent = hintFor(state, micOpen);
+  ui.stop.disabled = !evaIsBusy();
+  const hint = hintFor(state, micOpen);
+  if (ui.hint.textContent !== hint) ui.hint.textContent = hint;
 }
 
 function hintFor(state, micOpen) {
@@ -135,7 +141,7 @@ function handleEvent(event) {
     case "speech.started":
       app.personSpeaking = true;
       app.awaitingReply = false;
-      bargeIn(); // the person talks over Eva: she stops at once
+      bargeIn(); // the person talks over Eva: the server stops her, and so do we, at once
       break;
     case "speech.stopped":
       app.personSpeaking = false;
@@ -149,6 +155,7 @@ function handleEvent(event) {
     case "response.created":
       app.responding = true;
       app.awaitingReply = false;
+      app.dropAudio = false;
       evaLine();
       break;
     case "response.text.delta":
@@ -221,6 +228,10 @@ function serverError(event) {
 
 function handleAudio(data) {
   if (!app.player) return; // no gesture yet, so no audio: the reply still shows as text
+  if (app.dropAudio) {
+    app.audioChunksDropped += 1;
+    return;
+  }
   app.player.enqueue(data);
   refresh();
 }
@@ -237,7 +248,10 @@ function handleDisconnect() {
   refresh();
 }
 
+// Eva stops talking now: what is scheduled is silenced, and what is still on its way from
+// the stopped reply is dropped.
 function bargeIn() {
+  if (app.responding || (app.player && app.player.playing)) app.dropAudio = true;
   if (app.player && app.player.playing) app.player.flush();
 }
 
@@ -416,7 +430,7 @@ function pressTalk() {
   if (app.holding || app.mode !== "push_to_talk" || !app.microphone) return;
   app.holding = true;
   // Pressing to talk means "my turn": Eva stops whatever she was saying or about to say.
-  if (app.responding || (app.player && app.player.playing)) stopEva();
+  if (evaIsBusy()) stopEva();
   ui.talk.setAttribute("aria-pressed", "true");
   refresh();
 }
@@ -431,8 +445,12 @@ function releaseTalk() {
 
 function stopEva() {
   connection.send({ type: "interrupt" });
-  if (app.player) app.player.flush();
+  bargeIn();
   refresh();
+}
+
+function evaIsBusy() {
+  return app.responding || app.awaitingReply || (app.player !== null && app.player.playing);
 }
 
 function toggleMute() {
@@ -477,7 +495,7 @@ function spaceIsForTalking(event) {
 
 function onKeyDown(event) {
   if (event.key === "Escape") {
-    stopEva();
+    if (evaIsBusy()) stopEva();
     return;
   }
   if (!spaceIsForTalking(event)) return;

@@ -132,7 +132,7 @@ export class Microphone {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new MicrophoneUnavailable();
     }
-    this.stream = await navigator.mediaDevices.getUserMedia({
+    const stream = await navigator.mediaDevices.getUserMedia({
       audio: {
         echoCancellation: true,
         noiseSuppression: true,
@@ -140,8 +140,14 @@ export class Microphone {
         channelCount: 1,
       },
     });
-    await this.context.audioWorklet.addModule("/static/audio-worklet.js");
-    const source = this.context.createMediaStreamSource(this.stream);
+    try {
+      await this.context.audioWorklet.addModule("/static/audio-worklet.js");
+    } catch (error) {
+      for (const track of stream.getTracks()) track.stop(); // don't leave the mic light on
+      throw error;
+    }
+    this.stream = stream;
+    const source = this.context.createMediaStreamSource(stream);
     this.node = new AudioWorkletNode(this.context, "eva-microphone", {
       numberOfInputs: 1,
       numberOfOutputs: 1,
@@ -155,8 +161,10 @@ export class Microphone {
   }
 
   received({ pcm, level }) {
-    this.level = Math.max(level * 4, this.level * LEVEL_DECAY); // speech rms is ~0.05-0.2
-    if (!this.muted) this.onFrame(pcm);
+    if (!this.muted) this.level = Math.max(level * 4, this.level * LEVEL_DECAY); // speech ~0.1
+    // Muted frames still go out: a disabled track yields silence, which tells the server
+    // the person has stopped speaking instead of leaving a turn hanging open.
+    this.onFrame(pcm);
   }
 
   setMuted(muted) {

@@ -34,6 +34,8 @@ QUESTION = "What is your favourite colour?"
 QUESTION_VOICE = "en_US-joe-medium"
 # Silence before the question: the page has opened the microphone and the VAD has settled.
 LEAD_SILENCE_S = 1.0
+# For barge-in, speak soon after the microphone opens, well before Eva's reply can end.
+BARGE_IN_LEAD_SILENCE_S = 0.3
 # Silence after it: longer than it takes Eva to answer, so the fake microphone stays quiet
 # meanwhile even on a chromium that ignores %noloop and plays the file from the start again.
 TRAIL_SILENCE_S = 8.0
@@ -48,26 +50,38 @@ Launch = Callable[..., Any]  # (microphone: Path | None = None, allow_microphone
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="session")
-def spoken_question(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def question_wav(engines: Engines, path: Path, lead_silence_s: float) -> Path:
     """A 16-bit mono WAV of Eva's voice asking QUESTION, between stretches of silence."""
     voice = engines.tts.info(QUESTION_VOICE)
     chunks = list(engines.tts.synthesize(QUESTION, voice.id, threading.Event()))
     rate = voice.sample_rate
     audio = np.concatenate(
         [
-            np.zeros(int(rate * LEAD_SILENCE_S), np.int16),
+            np.zeros(int(rate * lead_silence_s), np.int16),
             *chunks,
             np.zeros(int(rate * TRAIL_SILENCE_S), np.int16),
         ]
     ).astype("<i2")
-    path = tmp_path_factory.mktemp("fake-microphone") / "question.wav"
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(audio.tobytes())
     return path
+
+
+@pytest.fixture(scope="session")
+def spoken_question(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The question one second after the microphone opens."""
+    folder = tmp_path_factory.mktemp("fake-microphone")
+    return question_wav(engines, folder / "question.wav", LEAD_SILENCE_S)
+
+
+@pytest.fixture(scope="session")
+def spoken_question_at_once(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The question right after the microphone opens: to talk over Eva while she speaks."""
+    folder = tmp_path_factory.mktemp("fake-microphone")
+    return question_wav(engines, folder / "question-at-once.wav", BARGE_IN_LEAD_SILENCE_S)
 
 
 def chromium_args(microphone: Path | None, allow_microphone: bool) -> list[str]:
@@ -92,7 +106,7 @@ def chromium_args(microphone: Path | None, allow_microphone: bool) -> list[str]:
     return args
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one driver for these tests, gone before any other module
 def playwright() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip("the browser tests need Debian's chromium: scripts/install.sh test")
@@ -120,6 +134,33 @@ def launch(playwright: Any, tmp_path: Path) -> Iterator[Launch]:
         context.close()
 
 
+# Test-side instrumentation, not part of the page: a log of the protocol as the page saw it
+# (times in ms since the socket opened), quoted when a wait fails so the failure says
+# whether the page or the server went wrong.
+RECORD_WIRE = """
+(() => {
+  const Native = window.WebSocket;
+  window.__evaWire = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      const opened = performance.now();
+      const log = (what) => {
+        window.__evaWire.push(`${Math.round(performance.now() - opened)} ${what}`);
+      };
+      this.addEventListener("message", (message) => {
+        if (typeof message.data !== "string") return log(`audio ${message.data.byteLength} bytes`);
+        const event = JSON.parse(message.data);
+        log(event.type === "response.text.delta" ? "delta" : message.data.slice(0, 160));
+      });
+      this.addEventListener("close", (event) => log(`closed ${event.code}`));
+    }
+  };
+})();
+"""
+WIRE_LINES_IN_FAILURE = 40
+
+
 class EvaPage:
     """The page, plus the uncaught script errors it raised (a test should see none)."""
 
@@ -127,8 +168,24 @@ class EvaPage:
         self.page = context.pages[0] if context.pages else context.new_page()
         self.script_errors: list[str] = []
         self.page.on("pageerror", lambda error: self.script_errors.append(str(error)))
+        self.page.add_init_script(RECORD_WIRE)
         self.page.goto(f"{base_url}/")
         self.wait_until("window.evaDebug && window.evaDebug.connected", CONNECT_TIMEOUT_MS)
+
+    def wire(self) -> list[str]:
+        """What the page received, consecutive audio frames and text deltas folded."""
+        lines: list[str] = self.page.evaluate("window.__evaWire")
+        folded: list[str] = []
+        for line in lines:
+            kind = line.split(" ", 1)[1].split(" ", 1)[0]
+            if (
+                folded
+                and folded[-1].split(" ", 1)[1].startswith(kind)
+                and kind in ("audio", "delta")
+            ):
+                continue
+            folded.append(line)
+        return folded
 
     def debug(self) -> dict[str, Any]:
         state: dict[str, Any] = self.page.evaluate("({...window.evaDebug})")
@@ -137,7 +194,15 @@ class EvaPage:
     def wait_until(self, expression: str, timeout_ms: int = TURN_TIMEOUT_MS) -> None:
         # As a function, not a bare expression: Playwright would eval() an expression, which
         # the page's Content-Security-Policy forbids (and the tests keep that policy on).
-        self.page.wait_for_function(f"() => {expression}", timeout=timeout_ms)
+        try:
+            self.page.wait_for_function(f"() => {expression}", timeout=timeout_ms)
+        except sync_api.TimeoutError:
+            wire = "\n  ".join(self.wire()[-WIRE_LINES_IN_FAILURE:])
+            transcript = self.page.locator("#transcript").inner_text()
+            pytest.fail(
+                f"waited {timeout_ms} ms for: {expression}\n"
+                f"page: {self.debug()}\ntranscript:\n{transcript}\nreceived:\n  {wire}"
+            )
 
     def wait_for_state(self, state: str, timeout_ms: int = TURN_TIMEOUT_MS) -> None:
         self.wait_until(f"window.evaDebug.state === {state!r}", timeout_ms)
@@ -275,7 +340,7 @@ def test_push_to_talk_sends_audio_only_while_held_and_ends_the_turn_on_release(
     eva.wait_until("window.evaDebug.mode === 'push_to_talk'")
     eva.page.get_by_role("button", name="Start").click()
     eva.wait_for_state("waiting", CONNECT_TIMEOUT_MS)
-    assert eva.label() == "Hold to talk"
+    assert eva.label() == "Ready"
     assert eva.debug()["micFramesSent"] == 0
 
     # Hold the space bar through the question (it starts one second into the file).
@@ -295,12 +360,12 @@ def test_push_to_talk_sends_audio_only_while_held_and_ends_the_turn_on_release(
 
 
 def test_speaking_over_eva_stops_her_voice_at_once(
-    launch: Launch, server: ServerThread, spoken_question: Path
+    launch: Launch, server: ServerThread, spoken_question_at_once: Path
 ) -> None:
-    eva = EvaPage(launch(microphone=spoken_question), server.base_url)
+    eva = EvaPage(launch(microphone=spoken_question_at_once), server.base_url)
     eva.send_typed("Please tell me a long story about a lighthouse keeper and a seagull.")
     eva.wait_for_state("speaking")
-    # The microphone opens now; one second later the question talks over Eva.
+    # The microphone opens now; a moment later the question talks over Eva.
     eva.page.get_by_role("button", name="Start").click()
     eva.wait_until("window.evaDebug.audioFlushes >= 1")
     assert eva.debug()["state"] in ("hearing", "listening", "thinking")  # not "speaking"
