@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     vad_backend: str = "silero"
     vad_threshold: float = 0.5
     vad_min_speech_ms: int = 96
-    vad_pause_ms: int = 160
+    vad_pause_ms: int = 128
     end_of_turn_complete_ms: int = 500
     end_of_turn_ms: int = 800
 

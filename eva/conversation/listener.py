@@ -32,8 +32,9 @@ class ListenerConfig:
     # Voiced time before speech counts as started: long enough to ignore a click or a cough,
     # short enough that a barge-in stops Eva almost at once.
     min_speech_ms: int = 96
-    # Silence after which the person has paused: the reply starts being prepared.
-    pause_ms: int = 160
+    # Silence after which the person has paused: the reply starts being prepared. Work
+    # started here is thrown away if they go on, so it can be early.
+    pause_ms: int = 128
     # Silence after which the turn ends when the words so far look finished ("... today?").
     # The reply is being prepared meanwhile, and takes about as long, so a shorter wait
     # would gain little and cut off more people who pause after a complete phrase.

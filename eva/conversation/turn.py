@@ -30,7 +30,7 @@ _CLAUSE_QUEUE = 16
 # (about 30 ms + 37 ms per second of speech here), so a long first sentence with no comma
 # is cut at a phrase boundary.
 FIRST_CLAUSE_MIN_CHARS = 3
-FIRST_CLAUSE_MAX_CHARS = 72
+FIRST_CLAUSE_MAX_CHARS = 48
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,9 @@ AUDIO_FRAME_MS = 40
 # How far ahead of real time reply audio is sent: covers network jitter, and bounds what
 # the client still plays after a barge-in.
 AUDIO_LEAD_S = 0.25
-# Partial transcripts while the person speaks: one per second of new speech keeps the
-# screen alive without keeping the STT thread busy when the final transcript is needed.
-PARTIAL_EVERY_S = 1.0
+# Partial transcripts while the person speaks: one every 1.2 s keeps the screen alive
+# without keeping the STT thread busy when the final transcript is needed.
+PARTIAL_EVERY_S = 1.2
 # How long a closing session waits for its interrupted reply to be stored; the engines
 # stop at their next token or clause, so this only bounds a stuck backend.
 _CLOSE_WAIT_S = 5.0
@@ -427,6 +427,9 @@ class VoiceSession:
         now = time.monotonic()
         if (
             not self.detector.speaking
+            # Only mid-voice: a partial still running when a pause begins would delay the
+            # final transcript, which waits for the same STT thread.
+            or self.detector.last_probability < self.detector.config.threshold
             or now - self.last_partial_at < PARTIAL_EVERY_S
             or (self.partial_task is not None and not self.partial_task.done())
             or (
