@@ -129,7 +129,10 @@ def decode_audio(
                     seconds = stated if stated and stated > max_seconds else decoded / sample_rate
                     raise AudioTooLongError(seconds, max_seconds)
             decoded += resample(None)
-        except av.FFmpegError as exc:
+        except AudioDecodeError:
+            raise
+        except (av.FFmpegError, ValueError) as exc:
+            # ValueError: PyAV's resampler refuses a stream whose format changes part-way.
             raise AudioDecodeError(f"the audio could not be decoded ({_reason(exc)})") from exc
     if decoded == 0:
         raise AudioDecodeError("the file contains no decodable audio")

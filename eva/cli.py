@@ -73,7 +73,7 @@ async def _chat_loop(settings: Settings) -> None:
     from eva.conversation.service import Conversation
     from eva.conversation.turn import TextDelta, TurnDone
     from eva.engines.runtime import Engines
-    from eva.server.stats import LatencyStats
+    from eva.stats import LatencyStats
     from eva.store.sqlite import Store
 
     print("loading models...", flush=True)

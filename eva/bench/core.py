@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from eva.server.stats import percentile
+from eva.stats import percentile
 
 _SUBJECTS = [
     "my sister",

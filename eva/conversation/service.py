@@ -30,7 +30,7 @@ from eva.conversation.turn import (
 from eva.engines.base import Float32Audio, Int16Audio, Transcript
 from eva.engines.runtime import Engines
 from eva.engines.threads import iterate_in_thread
-from eva.server.stats import LatencyStats
+from eva.stats import LatencyStats
 from eva.store.sqlite import SessionRecord, Store, UnknownSessionError
 
 

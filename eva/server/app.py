@@ -22,10 +22,10 @@ from eva.engines.runtime import Engines
 from eva.server import routes_chat, routes_speech
 from eva.server.errors import install_error_handlers
 from eva.server.schemas import HealthResponse
-from eva.server.stats import LatencyStats
 from eva.server.web import mount_web
 from eva.server.ws_chat import chat_endpoint
 from eva.server.ws_voice import voice_endpoint
+from eva.stats import LatencyStats
 from eva.store.sqlite import Store
 
 log = logging.getLogger("eva.server")

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from eva.server.stats import LatencyStats, percentile
+from eva.stats import LatencyStats, percentile
 
 
 def test_percentile_matches_numpy_linear_on_random_data() -> None:
