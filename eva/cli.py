@@ -70,6 +70,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 
 async def _chat_loop(settings: Settings) -> None:
+    from eva.conversation.persona import load_persona
     from eva.conversation.service import Conversation
     from eva.conversation.turn import TextDelta, TurnDone
     from eva.engines.runtime import Engines
@@ -77,8 +78,6 @@ async def _chat_loop(settings: Settings) -> None:
     from eva.store.sqlite import Store
 
     print("loading models...", flush=True)
-    from eva.conversation.persona import load_persona
-
     engines = await asyncio.to_thread(
         Engines.load, settings, _say_progress, load_persona(settings).prompt
     )

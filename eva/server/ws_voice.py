@@ -113,7 +113,6 @@ class Response:
     committed: asyncio.Event = field(default_factory=asyncio.Event)
     stop_audio: asyncio.Event = field(default_factory=asyncio.Event)
     speech_end_at: float | None = None  # monotonic time the person stopped speaking
-    user_text: str | None = None
     sent_clauses: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     discarded: bool = False
@@ -216,7 +215,7 @@ class VoiceSession:
         if isinstance(message, Ping):
             await self.out.json(event("pong"))
         elif isinstance(message, TextTurn):
-            await self.start_turn(message.text, committed=True)
+            await self.start_typed_turn(message.text)
         elif isinstance(message, Interrupt):
             await self.interrupt()
         elif isinstance(message, CommitAudio):
@@ -247,28 +246,27 @@ class VoiceSession:
             elif isinstance(heard, SpeechPaused):
                 await self.out.json(event("speech.stopped"))
                 if self.mode == "hands_free":
-                    behind = (self.stream_samples - heard.speech_end_sample) / STT_SAMPLE_RATE
-                    await self.start_voice_turn(heard.audio, arrived - behind)
+                    speech_end = self._wall_time(heard.speech_end_sample, arrived)
+                    await self.start_voice_turn(heard.audio, speech_end)
             elif isinstance(heard, TurnEnded) and (self.mode == "hands_free" or heard.forced):
                 await self.on_turn_ended(heard, arrived)
         self._maybe_partial()
 
     async def on_speech_started(self, heard: SpeechStarted) -> None:
         await self.out.json(event("speech.started"))
-        current = self.response
-        if current is None or not current.active:
-            return
-        if not current.committed.is_set():
-            await self._discard(current)  # the person went on: the speculative reply is moot
-        else:
-            await self.barge_in(current)
+        # The person went on after a pause (a speculative reply is moot), or spoke over Eva.
+        await self.interrupt()
 
     async def on_turn_ended(self, ended: TurnEnded, now: float) -> None:
         current = self.response
         if current is None or current.committed.is_set() or current.discarded:
-            behind = (self.stream_samples - ended.speech_end_sample) / STT_SAMPLE_RATE
-            current = await self.start_voice_turn(ended.audio, now - behind)
+            speech_end = self._wall_time(ended.speech_end_sample, now)
+            current = await self.start_voice_turn(ended.audio, speech_end)
         current.committed.set()  # the speculative reply for this utterance goes out
+
+    def _wall_time(self, sample: int, now: float) -> float:
+        """When microphone sample ``sample`` arrived, given that the latest arrived ``now``."""
+        return now - (self.stream_samples - sample) / STT_SAMPLE_RATE
 
     # --- turns
 
@@ -278,22 +276,18 @@ class VoiceSession:
         response.task = asyncio.create_task(self._voice_turn(response, audio))
         return response
 
-    async def start_turn(self, text: str, committed: bool) -> Response:
+    async def start_typed_turn(self, text: str) -> Response:
         response = await self._new_response()
-        response.user_text = text
-        if committed:
-            response.committed.set()
+        response.committed.set()  # typed: no turn-taking to wait for
         response.task = asyncio.create_task(self._reply(response, text))
         return response
 
     async def _new_response(self) -> Response:
-        if self.response is not None and self.response.active:
-            if self.response.committed.is_set():
-                await self.barge_in(self.response)
-            else:
-                await self._discard(self.response)
+        previous = self.response
+        if previous is not None and previous.active:
+            await self.interrupt()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.response.task  # type: ignore[misc]
+                await previous.task  # type: ignore[misc]
         self._responses += 1
         self.response = Response(id=f"resp_{self._responses}")
         return self.response
@@ -307,7 +301,6 @@ class VoiceSession:
             return
         text = heard.transcript.text.strip()
         self.detector.set_end_of_turn_wait(text)
-        response.user_text = text
         response.timer = TurnTimer()
         response.timer.set("stt_ms", heard.milliseconds)
         if not text:
@@ -404,6 +397,8 @@ class VoiceSession:
         self.playhead = time.monotonic()
 
     async def interrupt(self) -> None:
+        """Stop the reply in flight: a committed one as a barge-in (what was sent is kept),
+        a speculative one is thrown away."""
         current = self.response
         if current is None or not current.active:
             return
