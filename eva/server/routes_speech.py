@@ -90,14 +90,13 @@ async def voice_turn(
 ) -> VoiceTurnResponse:
     started = time.monotonic()
     session = await service.open_session(session_id or None)
-    service.engines.tts.info(voice)
+    rate = service.engines.tts.info(voice).sample_rate  # an unknown voice is a 400 here
     audio = await _decode(service, file)
     heard = await service.transcribe(audio)
     user_text = heard.transcript.text.strip()
     if not any(character.isalnum() for character in user_text):
         raise ApiError(422, "no_speech", "no speech was recognised in the audio")
     chunks: list[np.ndarray] = []
-    rate = service.engines.tts.info(voice).sample_rate
     done: TurnDone | None = None
     async for event in service.reply(session.id, user_text, voice_id=voice):
         if isinstance(event, AudioChunk):
