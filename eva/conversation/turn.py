@@ -23,6 +23,10 @@ from eva.engines.threads import EnginePools, iterate_in_thread
 
 # Events a slow consumer may leave unread before the pipeline waits for it.
 _OUT_QUEUE_EVENTS = 32
+# Markup characters a small model writes (markdown, HTML-ish tags). Eva talks: they are
+# never spoken (text_shaping removes them before synthesis), so the text shown and stored
+# drops them too. Character by character, so it works on a stream of deltas as is.
+_MARKUP = str.maketrans("", "", "*#`_|[]<>~")
 # Clauses waiting for the synthesizer: a reply is at most a few sentences.
 _CLAUSE_QUEUE = 16
 # The first clause may be a single word ("Oh," "Sure!"): it gets audio out soonest, and an
@@ -154,8 +158,7 @@ async def run_turn(
                             break
                     limit = released_end if sentences >= bounds.max_sentences else len(raw)
                     if limit > shown:
-                        written.append(raw[shown:limit])
-                        await out.put(TextDelta(raw[shown:limit]))
+                        await _write(raw[shown:limit])
                         shown = limit
                     if sentences >= bounds.max_sentences:
                         break  # closing the iterator stops the LLM thread
@@ -163,11 +166,16 @@ async def run_turn(
                 for clause in chunker.flush():
                     await _release(clause.text)
                 if len(raw) > shown:
-                    written.append(raw[shown:])
-                    await out.put(TextDelta(raw[shown:]))
+                    await _write(raw[shown:])
             timer.mark("llm_done_ms")
         finally:
             await clauses.put(None)
+
+    async def _write(text: str) -> None:
+        shown = text.translate(_MARKUP)
+        if shown:
+            written.append(shown)
+            await out.put(TextDelta(shown))
 
     async def _release(text: str) -> None:
         timer.mark("first_clause_ms")
@@ -224,15 +232,16 @@ async def run_turn(
             await asyncio.gather(producer, return_exceptions=True)
     timer.mark("total_ms")
     yield TurnDone(
-        text=_single_spaced("".join(written)),
-        spoken_text=_single_spaced(" ".join(spoken)),
+        text=display_text("".join(written)),
+        spoken_text=display_text(" ".join(spoken)),
         interrupted=control.cancelled,
         timings=dict(timer.marks),
     )
 
 
-def _single_spaced(text: str) -> str:
-    return " ".join(text.split())
+def display_text(text: str) -> str:
+    """Reply text as shown and stored: single-spaced, without markup characters."""
+    return " ".join(text.translate(_MARKUP).split())
 
 
 def _locate(raw: str, clause: str, start: int) -> int:

@@ -31,7 +31,14 @@ from eva.conversation.listener import (
     TurnEnded,
 )
 from eva.conversation.service import Conversation
-from eva.conversation.turn import AudioChunk, TextDelta, TurnControl, TurnDone, TurnTimer
+from eva.conversation.turn import (
+    AudioChunk,
+    TextDelta,
+    TurnControl,
+    TurnDone,
+    TurnTimer,
+    display_text,
+)
 from eva.engines.base import STT_SAMPLE_RATE, EngineError, Float32Audio, Int16Audio
 from eva.engines.voices import UnknownVoiceError
 from eva.server.ws_protocol import (
@@ -365,7 +372,7 @@ class VoiceSession:
         if response.discarded or not response.committed.is_set():
             return None
         if done.interrupted:
-            return replace(done, spoken_text=" ".join(response.sent_clauses))
+            return replace(done, spoken_text=display_text(" ".join(response.sent_clauses)))
         return done
 
     async def _send_paced(self, pcm: Int16Audio, rate: int, response: Response) -> float:

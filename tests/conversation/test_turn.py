@@ -222,3 +222,28 @@ async def test_an_llm_failure_propagates_after_stopping_the_chain(engines: Engin
         ):
             pass
     assert await pools_are_idle(engines)
+
+
+async def test_markup_never_reaches_the_text_shown_or_stored(engines: Engines) -> None:
+    script = ["Here is ", "```py", "thon\nprint", "(x)```", " and **bold** <b>tag</b> ", "a_b."]
+    deltas: list[str] = []
+    done: TurnDone | None = None
+    async for event in run_turn(
+        [SYSTEM],
+        llm=_ScriptedLLM(script),
+        tts=None,
+        voice_id="",
+        sample_rate=22050,
+        language="en",
+        pools=engines.pools,
+        bounds=ReplyBounds(200, 5),
+    ):
+        if isinstance(event, TextDelta):
+            deltas.append(event.text)
+        elif isinstance(event, TurnDone):
+            done = event
+    assert done is not None
+    for text in (*deltas, done.text, done.spoken_text):
+        assert not re.search(r"[*#`_|\[\]<>~]", text), text
+    assert done.text.startswith("Here is python print(x) and bold ")  # markdown: words kept
+    assert " ".join("".join(deltas).split()) == done.text
