@@ -53,12 +53,18 @@ class Conversation:
 
     # --- sessions
 
-    async def open_session(self, session_id: str | None) -> SessionRecord:
-        """The session asked for, or a new one; UnknownSessionError for a wrong id."""
+    async def open_session(
+        self, session_id: str | None, user_id: str | None = None
+    ) -> SessionRecord:
+        """The session asked for, or a new one of ``user_id``.
+
+        UnknownSessionError for a wrong id, and for another user's session: to a stranger,
+        someone else's session does not exist (a 404, never their data).
+        """
         if session_id is None:
-            return await asyncio.to_thread(self.store.create_session)
+            return await asyncio.to_thread(self.store.create_session, user_id)
         record = await asyncio.to_thread(self.store.get_session, session_id)
-        if record is None:
+        if record is None or record.user_id != user_id:
             raise UnknownSessionError(session_id)
         return record
 

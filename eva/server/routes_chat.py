@@ -9,13 +9,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from eva.conversation.service import Conversation
 from eva.conversation.turn import AudioChunk, TextDelta, TurnDone
 from eva.engines.base import EngineError
 from eva.server.deps import checked_text, conversation
+from eva.server.identity import resolve_user
 from eva.server.schemas import (
     ChatRequest,
     ChatResponse,
@@ -29,10 +30,10 @@ Service = Annotated[Conversation, Depends(conversation)]
 
 
 @router.post("/chat", response_model=ChatResponse, summary="One typed turn, whole reply")
-async def chat(body: ChatRequest, service: Service) -> ChatResponse:
+async def chat(body: ChatRequest, service: Service, request: Request) -> ChatResponse:
     started = time.monotonic()
     text = checked_text(body.message, service.settings.max_message_chars)
-    session = await service.open_session(body.session_id)
+    session = await service.open_session(body.session_id, resolve_user(request, body.user_id))
     done: TurnDone | None = None
     async for event in service.reply(session.id, text, audio=False):
         if isinstance(event, TurnDone):
@@ -61,10 +62,10 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     ),
     response_class=StreamingResponse,
 )
-async def chat_stream(body: StreamRequest, service: Service) -> StreamingResponse:
+async def chat_stream(body: StreamRequest, service: Service, request: Request) -> StreamingResponse:
     started = time.monotonic()
     text = checked_text(body.message, service.settings.max_message_chars)
-    session = await service.open_session(body.session_id)
+    session = await service.open_session(body.session_id, resolve_user(request, body.user_id))
     service.engines.tts.info(body.voice)  # an unknown voice is a 400 before streaming starts
 
     async def events() -> AsyncIterator[bytes]:
@@ -105,7 +106,11 @@ async def chat_stream(body: StreamRequest, service: Service) -> StreamingRespons
     response_model=MessagesResponse,
     summary="The stored conversation of a session",
 )
-async def session_messages(session_id: str, service: Service) -> MessagesResponse:
+async def session_messages(
+    session_id: str, service: Service, request: Request, user_id: str | None = None
+) -> MessagesResponse:
+    # Resolving the session first makes another user's session a 404 like a missing one.
+    await service.open_session(session_id, resolve_user(request, user_id))
     records = await asyncio.to_thread(service.store.messages, session_id)
     return MessagesResponse(
         session_id=session_id,

@@ -8,7 +8,7 @@ import time
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from eva.audio import decode_audio, wav_bytes
@@ -17,6 +17,7 @@ from eva.conversation.turn import AudioChunk, TurnDone
 from eva.engines.base import STT_SAMPLE_RATE
 from eva.server.deps import checked_text, conversation, read_upload
 from eva.server.errors import ApiError
+from eva.server.identity import resolve_user
 from eva.server.schemas import STTResponse, TTSRequest, Voice, VoiceTurnResponse
 
 router = APIRouter()
@@ -84,12 +85,14 @@ async def stt(service: Service, file: AudioUpload) -> STTResponse:
 )
 async def voice_turn(
     service: Service,
+    request: Request,
     file: AudioUpload,
     session_id: Annotated[str | None, Form()] = None,
+    user_id: Annotated[str | None, Form()] = None,
     voice: Annotated[str | None, Form()] = None,
 ) -> VoiceTurnResponse:
     started = time.monotonic()
-    session = await service.open_session(session_id or None)
+    session = await service.open_session(session_id or None, resolve_user(request, user_id))
     rate = service.engines.tts.info(voice).sample_rate  # an unknown voice is a 400 here
     audio = await _decode(service, file)
     heard = await service.transcribe(audio)

@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field, StrictStr
 class ChatRequest(BaseModel):
     message: StrictStr = Field(description="What the person says (typed)")
     session_id: StrictStr | None = Field(None, description="Continue this session; new if absent")
+    user_id: StrictStr | None = Field(
+        None, description="Who is talking (without API keys); sessions and memories carry it"
+    )
 
 
 class StreamRequest(ChatRequest):

@@ -17,6 +17,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 from eva.conversation.service import Conversation
 from eva.conversation.turn import TextDelta, TurnDone
 from eva.engines.base import EngineError
+from eva.server.errors import ApiError
+from eva.server.identity import resolve_user
 from eva.server.ws_protocol import ProtocolError
 from eva.server.ws_voice import Outbox
 from eva.store.sqlite import UnknownSessionError
@@ -49,6 +51,12 @@ async def chat_endpoint(socket: WebSocket) -> None:
         await out.json({"type": "error", "code": "not_ready", "message": "Eva is still loading"})
         await socket.close(code=1013)
         return
+    try:
+        user_id = resolve_user(socket, socket.query_params.get("user_id"))
+    except ApiError as exc:
+        await out.json({"type": "error", "code": exc.code, "message": exc.message})
+        await socket.close(code=1008)  # policy violation: the handshake was unacceptable
+        return
     service.stats.count_request("/ws/chat")
     current_session: str | None = None
     try:
@@ -65,7 +73,7 @@ async def chat_endpoint(socket: WebSocket) -> None:
                     raise ProtocolError("empty_message", "the message is empty")
                 if len(text) > service.settings.max_message_chars:
                     raise ProtocolError("message_too_long", "the message is too long")
-                session = await service.open_session(session_id or current_session)
+                session = await service.open_session(session_id or current_session, user_id)
                 current_session = session.id
                 async for item in service.reply(session.id, text, audio=False):
                     if isinstance(item, TextDelta):

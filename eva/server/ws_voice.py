@@ -41,6 +41,8 @@ from eva.conversation.turn import (
 )
 from eva.engines.base import STT_SAMPLE_RATE, EngineError, Float32Audio, Int16Audio
 from eva.engines.voices import UnknownVoiceError
+from eva.server.errors import ApiError
+from eva.server.identity import resolve_user
 from eva.server.ws_protocol import (
     PROTOCOL_VERSION,
     CommitAudio,
@@ -71,6 +73,8 @@ PARTIAL_EVERY_S = 1.2
 _CLOSE_WAIT_S = 5.0
 # A close code in the private range: the session asked for does not exist.
 CLOSE_UNKNOWN_SESSION = 4404
+# The handshake's query parameters are invalid (say, a malformed user_id).
+CLOSE_INVALID_REQUEST = 4400
 
 
 def listener_config(settings: Settings) -> ListenerConfig:
@@ -463,7 +467,12 @@ async def voice_endpoint(socket: WebSocket) -> None:
         await socket.close(code=1013)  # try again later
         return
     try:
-        session = await service.open_session(socket.query_params.get("session_id") or None)
+        user_id = resolve_user(socket, socket.query_params.get("user_id"))
+        session = await service.open_session(socket.query_params.get("session_id") or None, user_id)
+    except ApiError as exc:
+        await socket.send_json(event("error", code=exc.code, message=exc.message))
+        await socket.close(code=CLOSE_INVALID_REQUEST)
+        return
     except UnknownSessionError:
         await socket.send_json(event("error", code="unknown_session", message="no such session"))
         await socket.close(code=CLOSE_UNKNOWN_SESSION)

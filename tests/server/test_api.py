@@ -344,3 +344,27 @@ def test_backend_failure_gets_503_and_the_server_keeps_serving(  # type: ignore[
         assert httpx.get(f"{running.base_url}/stats").json()["errors"]["/chat"] == 1
     finally:
         running.stop()
+
+
+def test_a_users_session_is_a_404_to_another_user(client: httpx.Client) -> None:
+    started = client.post("/chat", json={"message": "Hi, I am Ada.", "user_id": "ada"})
+    assert started.status_code == 200, started.text
+    session_id = started.json()["session_id"]
+
+    own = client.get(f"/sessions/{session_id}/messages", params={"user_id": "ada"})
+    assert own.status_code == 200
+    assert own.json()["messages"][0]["content"] == "Hi, I am Ada."
+    for stranger in ({"user_id": "bob"}, {}):
+        peek = client.get(f"/sessions/{session_id}/messages", params=stranger)
+        assert peek.status_code == 404
+        assert "Ada" not in peek.text
+        resume = client.post(
+            "/chat", json={"message": "Who am I?", "session_id": session_id, **stranger}
+        )
+        assert resume.status_code == 404
+
+
+def test_malformed_user_id_gets_400(client: httpx.Client) -> None:
+    reply = client.post("/chat", json={"message": "Hello.", "user_id": "a b;drop"})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "invalid_user_id"
