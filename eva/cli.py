@@ -21,23 +21,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from eva.server.app import create_app
+    from eva.server.serving import check_exposure, configure_logging, startup_line, uvicorn_options
 
     settings = Settings(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    check_exposure(settings)
     url = f"http://{settings.host}:{settings.port}"
+    print(startup_line(settings), flush=True)
     print(f"Eva {__version__}: loading models (the first start also prepares caches)", flush=True)
 
     def ready() -> None:
         print(f"Eva is ready and listening on {url}  (API docs: {url}/docs)", flush=True)
 
+    configure_logging()
     app = create_app(settings, progress=_say_progress, on_ready=ready)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        ws_max_size=1 << 20,
-    )
+    uvicorn.run(app, **uvicorn_options(settings))
     return 0
 
 

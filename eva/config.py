@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -106,10 +106,60 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_audio_seconds: float = 60.0
 
-    @field_validator("llm_backends", "tts_backends", "piper_voices", mode="before")
+    # --- access, privacy and limits (issue 6; README "Access and privacy")
+    # ``owner:key`` pairs; when any is set every route but /health and the page needs a key,
+    # and the key's owner is the user. Secret: kept out of reprs and logs.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Without keys Eva refuses a non-loopback host unless this says it is meant to be open.
+    allow_unauthenticated: bool = False
+    # WebSocket origins allowed besides the page's own (exact ``scheme://host[:port]``).
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins whose pages may call the HTTP API (CORS); none by default.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Continuous speech in one /ws turn before the turn is ended for her to answer: Whisper
+    # reads 30 s windows, and the utterance buffer must not grow while a noisy microphone
+    # keeps the VAD open.
+    max_turn_audio_seconds: float = 30.0
+    # One binary audio frame: browsers send 20-100 ms (3 KiB); 64 KiB is 2 s, and bigger
+    # frames would let one client make the VAD and STT lag for everyone.
+    max_audio_frame_bytes: int = 64 * 1024
+    # Concurrent WebSocket sessions of one user (a few tabs and devices), and of everyone:
+    # uvicorn does not cap WebSocket upgrades, and each voice session holds a VAD stream.
+    max_sessions_per_user: int = 8
+    max_ws_sessions: int = 128
+    # Requests (and typed WebSocket turns) per minute, per key and per client address; a
+    # turn costs about a second of both CPU cores, so more than a few a second only queues.
+    # 0 turns a limit off.
+    rate_limit_per_key: int = 120
+    rate_limit_per_address: int = 300
+    # A WebSocket with no frame from its client for this long is closed (code 4408); the
+    # browser pings every 15 s, so only a vanished client stays silent that long.
+    ws_idle_timeout_s: float = 300.0
+    # Protocol-level keepalive pings from the server (uvicorn), so that a half-open TCP
+    # connection is noticed within interval + timeout.
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+
+    @field_validator(
+        "llm_backends",
+        "tts_backends",
+        "piper_voices",
+        "api_keys",
+        "allowed_origins",
+        "cors_origins",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _valid_key_pairs(cls, value: list[SecretStr]) -> list[SecretStr]:
+        from eva.server.auth import parse_api_keys
+
+        parse_api_keys([pair.get_secret_value() for pair in value])  # raises a clear ValueError
+        return value
 
     @property
     def db_path(self) -> Path:

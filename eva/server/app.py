@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 
 from eva import __version__
 from eva.config import Settings
@@ -20,7 +21,11 @@ from eva.conversation.persona import load_persona
 from eva.conversation.service import Conversation
 from eva.engines.runtime import Engines
 from eva.server import routes_chat, routes_speech
+from eva.server.access import AccessMiddleware
+from eva.server.auth import ApiKeys, parse_api_keys
 from eva.server.errors import install_error_handlers
+from eva.server.limits import RateLimits, SessionSlots
+from eva.server.logs import RequestLogMiddleware
 from eva.server.schemas import HealthResponse
 from eva.server.web import mount_web
 from eva.server.ws_chat import chat_endpoint
@@ -85,12 +90,27 @@ def create_app(
     app.state.conversation = None
     app.state.engines = None
     app.state.load_error = None
+    app.state.api_keys = ApiKeys(parse_api_keys([k.get_secret_value() for k in settings.api_keys]))
+    app.state.rate_limits = RateLimits.from_settings(settings)
+    app.state.session_slots = SessionSlots(settings.max_ws_sessions, settings.max_sessions_per_user)
     install_error_handlers(app)
     app.include_router(routes_chat.router)
     app.include_router(routes_speech.router)
     app.add_api_websocket_route("/ws", voice_endpoint)
     app.add_api_websocket_route("/ws/chat", chat_endpoint)
     mount_web(app)
+    # Outermost last: every request gets its id and log line, then CORS (a preflight needs
+    # no key), then the key, Origin and limit checks.
+    app.add_middleware(AccessMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Server-Timing"],
+        )
+    app.add_middleware(RequestLogMiddleware)
 
     @app.get("/health", response_model=HealthResponse, summary="Liveness and readiness")
     async def health(request: Request) -> HealthResponse:
@@ -99,7 +119,11 @@ def create_app(
         backends: dict[str, Any] = state.engines.describe() if ready else {}
         status = "ok" if ready else ("error" if state.load_error else "loading")
         return HealthResponse(
-            status=status, ready=ready, backends=backends, loading=state.load_error
+            status=status,
+            ready=ready,
+            backends=backends,
+            loading=state.load_error,
+            auth_required=state.api_keys.required,
         )
 
     @app.get("/stats", summary="Request counts, sessions, and latency percentiles per stage")

@@ -25,8 +25,18 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, request_id: str | None = None
+) -> JSONResponse:
+    error: dict[str, str] = {"code": code, "message": message}
+    if request_id is not None:
+        error["request_id"] = request_id  # what to quote when reporting a problem
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def _rid(request: Request) -> str | None:
+    value = request.scope.get("eva.request_id")  # set by logs.RequestLogMiddleware
+    return value if isinstance(value, str) else None
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
@@ -43,36 +53,36 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, _rid(request))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         code, message = _validation_message(exc)
-        return error_response(400 if code == "invalid_json" else 422, code, message)
+        return error_response(400 if code == "invalid_json" else 422, code, message, _rid(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), _rid(request))
 
     @app.exception_handler(UnknownSessionError)
     async def _session(request: Request, exc: UnknownSessionError) -> JSONResponse:
-        return error_response(404, "unknown_session", f"no session {exc.args[0]!r}")
+        return error_response(404, "unknown_session", f"no session {exc.args[0]!r}", _rid(request))
 
     @app.exception_handler(UnknownVoiceError)
     async def _voice(request: Request, exc: UnknownVoiceError) -> JSONResponse:
-        return error_response(400, "unknown_voice", str(exc))
+        return error_response(400, "unknown_voice", str(exc), _rid(request))
 
     @app.exception_handler(AudioTooLongError)
     async def _too_long(request: Request, exc: AudioTooLongError) -> JSONResponse:
-        return error_response(413, "audio_too_long", str(exc))
+        return error_response(413, "audio_too_long", str(exc), _rid(request))
 
     @app.exception_handler(AudioDecodeError)
     async def _not_audio(request: Request, exc: AudioDecodeError) -> JSONResponse:
-        return error_response(415, "invalid_audio", str(exc))
+        return error_response(415, "invalid_audio", str(exc), _rid(request))
 
     @app.exception_handler(EngineError)
     async def _engine(request: Request, exc: EngineError) -> JSONResponse:
         log.warning("backend failure on %s: %s", request.url.path, exc)
         request.app.state.stats.count_error(request.url.path)
-        return error_response(503, "backend_unavailable", str(exc))
+        return error_response(503, "backend_unavailable", str(exc), _rid(request))

@@ -76,3 +76,6 @@ class HealthResponse(BaseModel):
     ready: bool
     backends: dict[str, Any]
     loading: str | None = None
+    auth_required: bool = Field(
+        False, description="Every route but this one needs an API key (Authorization: Bearer)"
+    )

@@ -19,6 +19,7 @@ from eva.conversation.turn import TextDelta, TurnDone
 from eva.engines.base import EngineError
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
+from eva.server.limits import rate_limited
 from eva.server.ws_protocol import ProtocolError
 from eva.server.ws_voice import Outbox
 from eva.store.sqlite import UnknownSessionError
@@ -73,6 +74,9 @@ async def chat_endpoint(socket: WebSocket) -> None:
                     raise ProtocolError("empty_message", "the message is empty")
                 if len(text) > service.settings.max_message_chars:
                     raise ProtocolError("message_too_long", "the message is too long")
+                wait = rate_limited(socket)
+                if wait is not None:
+                    raise ProtocolError("rate_limited", f"too many messages; retry in {wait} s")
                 session = await service.open_session(session_id or current_session, user_id)
                 current_session = session.id
                 async for item in service.reply(session.id, text, audio=False):

@@ -13,8 +13,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = "eva.v1"
-# One binary frame of microphone audio: browsers send 20-100 ms; 2 s is plenty, and
-# bigger frames would let one client make the VAD and STT lag for everyone.
+# One binary frame of microphone audio, unless the caller passes its own limit (the server
+# passes EVA_MAX_AUDIO_FRAME_BYTES, which says why this default).
 MAX_AUDIO_FRAME_BYTES = 64 * 1024
 
 
@@ -87,12 +87,11 @@ def parse_event(raw: str, max_text_chars: int) -> ClientEvent:
     return event
 
 
-def parse_audio(frame: bytes) -> np.ndarray:
+def parse_audio(frame: bytes, max_bytes: int = MAX_AUDIO_FRAME_BYTES) -> np.ndarray:
     """Microphone PCM16 little-endian mono 16 kHz, as int16 samples."""
-    if len(frame) > MAX_AUDIO_FRAME_BYTES:
+    if len(frame) > max_bytes:
         raise ProtocolError(
-            "frame_too_large",
-            f"an audio frame has {len(frame)} bytes; at most {MAX_AUDIO_FRAME_BYTES}",
+            "frame_too_large", f"an audio frame has {len(frame)} bytes; at most {max_bytes}"
         )
     if len(frame) % 2:
         raise ProtocolError("invalid_audio", "audio frames are PCM16: an even number of bytes")

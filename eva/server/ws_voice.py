@@ -43,6 +43,7 @@ from eva.engines.base import STT_SAMPLE_RATE, EngineError, Float32Audio, Int16Au
 from eva.engines.voices import UnknownVoiceError
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
+from eva.server.limits import rate_limited
 from eva.server.ws_protocol import (
     PROTOCOL_VERSION,
     CommitAudio,
@@ -84,6 +85,7 @@ def listener_config(settings: Settings) -> ListenerConfig:
         pause_ms=settings.vad_pause_ms,
         end_of_turn_complete_ms=settings.end_of_turn_complete_ms,
         end_of_turn_ms=settings.end_of_turn_ms,
+        max_utterance_s=settings.max_turn_audio_seconds,
     )
 
 
@@ -226,6 +228,9 @@ class VoiceSession:
         if isinstance(message, Ping):
             await self.out.json(event("pong"))
         elif isinstance(message, TextTurn):
+            wait = rate_limited(self.socket)
+            if wait is not None:
+                raise ProtocolError("rate_limited", f"too many turns; retry in {wait} s")
             await self.start_typed_turn(message.text)
         elif isinstance(message, Interrupt):
             await self.interrupt()
@@ -248,7 +253,7 @@ class VoiceSession:
         await self.out.json(self._session_event("session.updated"))
 
     async def on_audio(self, frame: bytes) -> None:
-        pcm = parse_audio(frame)
+        pcm = parse_audio(frame, self.settings.max_audio_frame_bytes)
         arrived = time.monotonic()
         self.stream_samples += len(pcm)
         for heard in self.detector.feed(pcm):
@@ -260,6 +265,10 @@ class VoiceSession:
                     speech_end = self._wall_time(heard.speech_end_sample, arrived)
                     await self.start_voice_turn(heard.audio, speech_end)
             elif isinstance(heard, TurnEnded) and (self.mode == "hands_free" or heard.forced):
+                if heard.forced:
+                    limit = self.settings.max_turn_audio_seconds
+                    message = f"over {limit:g} s of speech: Eva answers what she heard so far"
+                    await self.out.json(event("error", code="turn_too_long", message=message))
                 await self.on_turn_ended(heard, arrived)
         self._maybe_partial()
 

@@ -1,6 +1,7 @@
 // Eva in the browser: the page's behaviour. The WebSocket protocol is in docs/protocol.md;
 // audio.js holds the microphone and the player, connection.js the self-healing socket.
 
+import { CLOSE_UNAUTHORIZED, apiFetch, ensureKey } from "./access.js";
 import { Microphone, MicrophoneUnavailable, Player } from "./audio.js";
 import { Connection } from "./connection.js";
 
@@ -236,7 +237,12 @@ function handleAudio(data) {
   refresh();
 }
 
-function handleDisconnect() {
+function handleDisconnect(retryInSeconds, closeCode) {
+  if (closeCode === CLOSE_UNAUTHORIZED) {
+    ensureKey("Your key is no longer accepted. Enter a valid API key.").then(() =>
+      connection.connect(),
+    );
+  }
   if (app.player) app.player.flush();
   app.personSpeaking = false;
   app.awaitingReply = false;
@@ -335,7 +341,7 @@ async function loadHistory(sessionId) {
   if (ui.transcript.children.length > 0) return;
   let body;
   try {
-    const response = await fetch(`/sessions/${encodeURIComponent(sessionId)}/messages`);
+    const response = await apiFetch(`/sessions/${encodeURIComponent(sessionId)}/messages`);
     if (!response.ok) return; // a brand-new session has nothing stored yet
     body = await response.json();
   } catch {
@@ -533,7 +539,7 @@ function wireControls() {
 async function loadVoices() {
   let voices;
   try {
-    const response = await fetch("/voices");
+    const response = await apiFetch("/voices");
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     voices = await response.json();
   } catch {
@@ -602,6 +608,8 @@ function animate() {
 
 wireControls();
 setMode(app.mode, false);
-loadVoices();
-connection.connect();
 requestAnimationFrame(animate);
+ensureKey().then(() => {
+  loadVoices();
+  connection.connect();
+});

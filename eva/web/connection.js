@@ -2,6 +2,8 @@
 // exponential backoff and resumes the same conversation (session_id), so a server restart
 // or a network hiccup costs the person a few seconds, not their conversation.
 
+import { CLOSE_UNAUTHORIZED, storedKey } from "./access.js";
+
 const FIRST_RETRY_S = 0.5;
 const MAX_RETRY_S = 10; // long enough not to hammer a restarting server, short enough to wait
 const PING_EVERY_S = 15; // a silent half-open socket is otherwise only noticed on send
@@ -12,6 +14,7 @@ const CLOSE_UNKNOWN_SESSION = 4404;
 
 export class Connection {
   // handlers: onOpen(), onEvent(object), onAudio(ArrayBuffer), onDown(retryInSeconds, closeCode)
+  // (retryInSeconds is null when the connection will not retry by itself: a refused key)
   constructor(handlers) {
     this.handlers = handlers;
     this.socket = null;
@@ -29,6 +32,8 @@ export class Connection {
     const query = new URLSearchParams();
     if (this.sessionId) query.set("session_id", this.sessionId);
     if (this.voice) query.set("voice", this.voice);
+    const key = storedKey();
+    if (key) query.set("token", key);
     const suffix = query.toString() ? `?${query}` : "";
     return `${scheme}//${location.host}/ws${suffix}`;
   }
@@ -69,6 +74,11 @@ export class Connection {
     if (socket !== this.socket) return; // an old socket we already replaced
     this.socket = null;
     this.stopPinging();
+    if (event.code === CLOSE_UNAUTHORIZED) {
+      // Retrying with the same key cannot help: the page asks for a key, then reconnects.
+      this.handlers.onDown(null, event.code);
+      return;
+    }
     if (event.code === CLOSE_UNKNOWN_SESSION) {
       this.sessionId = null;
       this.retryDelay = 0; // nothing is wrong with the server: come straight back

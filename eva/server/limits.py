@@ -1,0 +1,126 @@
+"""Limits on how much one client can ask of Eva: requests per minute, concurrent sessions.
+
+In memory, for one process: Eva serves from one process, and the limits protect the two CPU
+cores of that process. Memory is bounded: a fixed number of clients is tracked, each with at
+most ``limit`` timestamps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import HTTPConnection
+
+from eva.config import Settings
+from eva.server.auth import key_owner
+
+# The window of a "per minute" limit.
+WINDOW_S = 60.0
+# Clients tracked at once: enough for every address a small deployment sees in a minute;
+# past it the least recently seen client is forgotten (and starts afresh), so a flood of
+# spoofed addresses costs bounded memory.
+MAX_TRACKED_CLIENTS = 10_000
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` hits per client in any ``window_s`` seconds (a sliding log)."""
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = WINDOW_S,
+        max_clients: int = MAX_TRACKED_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._clock = clock
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def hit(self, client: str) -> float | None:
+        """Count one hit; None if allowed, else the seconds until one would be."""
+        if self.limit <= 0:
+            return None
+        now = self._clock()
+        hits = self._hits.get(client)
+        if hits is None:
+            hits = deque(maxlen=self.limit)
+            self._hits[client] = hits
+            while len(self._hits) > self.max_clients:
+                self._hits.popitem(last=False)
+        self._hits.move_to_end(client)
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return hits[0] + self.window_s - now
+        hits.append(now)
+        return None
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+
+@dataclass
+class RateLimits:
+    per_key: SlidingWindowLimiter
+    per_address: SlidingWindowLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        return cls(
+            SlidingWindowLimiter(settings.rate_limit_per_key),
+            SlidingWindowLimiter(settings.rate_limit_per_address),
+        )
+
+    def hit(self, connection: HTTPConnection) -> int | None:
+        """Count one request or typed turn of ``connection``'s key and address; None if
+        allowed, else the whole seconds to wait (for ``Retry-After``)."""
+        waits = []
+        owner = key_owner(connection)
+        if owner is not None:
+            waits.append(self.per_key.hit(owner))
+        address = connection.client.host if connection.client else "unknown"
+        waits.append(self.per_address.hit(address))
+        refused = [wait for wait in waits if wait is not None]
+        return max(1, math.ceil(max(refused))) if refused else None
+
+
+def rate_limited(connection: HTTPConnection) -> int | None:
+    """Count a typed turn on a WebSocket; the seconds to wait if it is over the limit."""
+    limits: RateLimits = connection.app.state.rate_limits
+    return limits.hit(connection)
+
+
+@dataclass
+class SessionSlots:
+    """Concurrent WebSocket sessions, in total and per user."""
+
+    total_limit: int
+    per_user_limit: int
+    total: int = 0
+    per_user: dict[str, int] = field(default_factory=dict)
+
+    def acquire(self, user: str | None) -> str | None:
+        """Take a slot; None if granted, else why not."""
+        if self.total >= self.total_limit:
+            return f"Eva already serves {self.total_limit} sessions; try again later"
+        if user is not None and self.per_user.get(user, 0) >= self.per_user_limit:
+            return f"this user already has {self.per_user_limit} open sessions"
+        self.total += 1
+        if user is not None:
+            self.per_user[user] = self.per_user.get(user, 0) + 1
+        return None
+
+    def release(self, user: str | None) -> None:
+        self.total -= 1
+        if user is not None:
+            left = self.per_user[user] - 1
+            if left:
+                self.per_user[user] = left
+            else:
+                del self.per_user[user]
