@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 import uvicorn
 
 from eva.engines.runtime import Engines
@@ -30,9 +29,8 @@ def start_server(
     return running.start()
 
 
-@pytest.fixture
-def start(engines: Engines, tmp_path: Path) -> Iterator[StartServer]:
-    """Starts servers for one test; all are stopped after it."""
+def servers_for_a_test(engines: Engines, tmp_path: Path) -> Iterator[StartServer]:
+    """For a test module's ``start`` fixture: starts servers for one test, stops them after."""
     started: list[ServerThread] = []
 
     def run(as_served: bool = False, **overrides: object) -> ServerThread:

@@ -10,6 +10,7 @@ import json
 import logging
 import wave
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from eva.engines.runtime import Engines
-from tests.server.servers import StartServer, start, start_server  # noqa: F401
+from tests.server.servers import StartServer, servers_for_a_test, start_server
 from tests.support import ServerThread
 
 ALICE_KEY = "alice-0123456789abcdef"
@@ -38,6 +39,11 @@ def keyed(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     yield running
     running.stop()
+
+
+@pytest.fixture
+def start(engines: Engines, tmp_path: Path) -> Iterator[StartServer]:
+    yield from servers_for_a_test(engines, tmp_path)
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -286,7 +292,7 @@ def test_each_request_has_an_id_in_the_header_and_in_error_bodies(server: Server
 
 async def test_logs_hold_no_message_text_transcript_or_key(
     start: StartServer,
-    caplog: pytest.LogCaptureFixture,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret_word = "persimmonade"
     running = start(as_served=True, api_keys=f"alice:{ALICE_KEY}")
