@@ -37,7 +37,8 @@ def _split_list(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EVA_", extra="ignore")
+    # Errors name the setting and the problem but never echo its value: it may be a key.
+    model_config = SettingsConfigDict(env_prefix="EVA_", extra="ignore", hide_input_in_errors=True)
 
     # --- server
     host: str = "127.0.0.1"
