@@ -149,7 +149,8 @@ def _idle_limited(receive: Receive, send: Send, timeout_s: float) -> Receive:
 
     async def receive_or_idle() -> Message:
         try:
-            return await asyncio.wait_for(receive(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # no task per frame, unlike wait_for
+                return await receive()
         except TimeoutError:
             message: dict[str, Any] = {
                 "type": "error",

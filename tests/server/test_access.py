@@ -19,6 +19,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from eva.engines.runtime import Engines
+from eva.server.logs import install_request_ids
 from tests.server.servers import StartServer, servers_for_a_test, start_server
 from tests.support import ServerThread
 
@@ -302,12 +303,13 @@ async def test_logs_hold_no_message_text_transcript_or_key(
     uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
     for logger in uvicorn_loggers:
         logger.addHandler(caplog.handler)
+    install_request_ids(caplog.handler)  # as `eva serve` formats its log lines
     try:
         async with httpx.AsyncClient(base_url=running.base_url, timeout=60.0) as http:
             chat = await http.post(
                 "/chat",
                 json={"message": f"My password is {secret_word}, keep it."},
-                headers=bearer(ALICE_KEY),
+                headers={**bearer(ALICE_KEY), "X-Request-ID": "trace-log-1"},
             )
             session = chat.json()["session_id"]
             await http.get(f"/sessions/{session}/messages", headers=bearer(ALICE_KEY))
@@ -328,7 +330,7 @@ async def test_logs_hold_no_message_text_transcript_or_key(
         for logger in uvicorn_loggers:
             logger.removeHandler(caplog.handler)
     logged = caplog.text
-    assert "POST /chat 200" in logged  # the request log was captured...
+    assert "[trace-log-1]: POST /chat 200" in logged  # the request log, with its ids...
     assert "WS /ws?session_id=…&token=… 101" in logged
     assert secret_word not in logged  # ...and holds neither what was said
     assert ALICE_KEY not in logged and "wrong-key" not in logged  # nor any key
