@@ -7,6 +7,7 @@ there). The owner of the key is the user the request acts for (see identity.py).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 
@@ -46,7 +47,9 @@ class ApiKeys:
     so the time taken says nothing about which key, or how much of one, was right."""
 
     def __init__(self, owners: dict[str, str]) -> None:
-        self._keys = [(key.encode(), owner) for key, owner in owners.items()]
+        # Digests, so that every comparison is of equal length: compare_digest returns at
+        # once on a length mismatch, which would tell a guesser the key's length.
+        self._keys = [(_digest(key), owner) for key, owner in owners.items()]
 
     @property
     def required(self) -> bool:
@@ -55,12 +58,16 @@ class ApiKeys:
     def owner(self, presented: str | None) -> str | None:
         if not presented:
             return None
-        candidate = presented.encode()
+        candidate = _digest(presented)
         found: str | None = None
         for key, owner in self._keys:
             if hmac.compare_digest(candidate, key):
                 found = owner
         return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 def presented_key(connection: HTTPConnection) -> str | None:

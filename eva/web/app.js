@@ -239,8 +239,9 @@ function handleAudio(data) {
 
 function handleDisconnect(retryInSeconds, closeCode) {
   if (closeCode === CLOSE_UNAUTHORIZED) {
+    // A pause before reconnecting, in case the key is fine and the refusal was not its fault.
     ensureKey("Your key is no longer accepted. Enter a valid API key.").then(() =>
-      connection.connect(),
+      setTimeout(() => connection.connect(), 1000),
     );
   }
   if (app.player) app.player.flush();
