@@ -60,14 +60,19 @@ function askForKey(message) {
 }
 
 // Resolves once the page holds a key the server accepts, or at once when none is needed.
+// `reason`: why a key is asked for although the page has one (the server refused it).
 export async function ensureKey(reason = null) {
   if (!reason && !(await authRequired())) return;
-  let message = reason || "This Eva is private. Enter your API key to talk to her.";
+  let message = "This Eva is private. Enter your API key to talk to her.";
+  let asked = false;
   while (!storedKey() || !(await keyAccepted())) {
     if (storedKey()) {
       forgetKey();
-      message = "That key was not accepted. Check it and enter it again.";
+      message = asked
+        ? "That key was not accepted. Check it and enter it again."
+        : reason || "Your saved key is no longer accepted. Enter a valid API key.";
     }
     await askForKey(message);
+    asked = true;
   }
 }

@@ -12,10 +12,12 @@ from eva.engines.runtime import Engines
 from tests.support import ServerThread, make_settings
 from tests.web.test_browser import (
     CONNECT_TIMEOUT_MS,
+    RECORD_WIRE,
     EvaPage,
     Launch,
     launch,  # noqa: F401  (the fixture)
     playwright,  # noqa: F401  (the fixture)
+    restarted_on_same_port,
 )
 
 KEY = "browser-key-0123456789"
@@ -36,6 +38,7 @@ class KeyedPage(EvaPage):
         self.page = context.pages[0] if context.pages else context.new_page()
         self.script_errors: list[str] = []
         self.page.on("pageerror", lambda error: self.script_errors.append(str(error)))
+        self.page.add_init_script(RECORD_WIRE)
         self.page.goto(f"{base_url}/")
 
 
@@ -70,3 +73,39 @@ def test_page_asks_for_a_key_refuses_a_wrong_one_and_works_with_the_right_one(
     eva.wait_until("window.evaDebug.connected", CONNECT_TIMEOUT_MS)
     assert form.is_hidden()
     assert eva.script_errors == []
+
+
+def test_a_revoked_key_is_asked_for_again_and_the_conversation_resumes(
+    launch: Launch,  # noqa: F811
+    engines: Engines,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data_dir = tmp_path_factory.mktemp("revoked-key")
+    first = ServerThread(make_settings(data_dir, api_keys=f"ana:{KEY}"), engines).start()
+    second: ServerThread | None = None
+    try:
+        eva = KeyedPage(launch(), first.base_url)
+        eva.page.get_by_label("API key").fill(KEY)
+        eva.page.get_by_role("button", name="Use this key").click()
+        eva.wait_until("window.evaDebug.connected", CONNECT_TIMEOUT_MS)
+        session_id = eva.debug()["sessionId"]
+
+        # The operator replaces Ana's key and restarts Eva: the page's key is refused.
+        first.stop()
+        new_key = "browser-key-rotated-98765"
+        second = restarted_on_same_port(
+            first, make_settings(data_dir, api_keys=f"ana:{new_key}"), engines
+        )
+        eva.wait_until(
+            "document.getElementById('key-message').textContent.includes('no longer accepted')",
+            CONNECT_TIMEOUT_MS,
+        )
+        assert eva.debug()["connected"] is False
+
+        eva.page.get_by_label("API key").fill(new_key)
+        eva.page.get_by_role("button", name="Use this key").click()
+        eva.wait_until("window.evaDebug.connected", CONNECT_TIMEOUT_MS)
+        assert eva.debug()["sessionId"] == session_id  # the same owner: her conversation
+        assert eva.script_errors == []
+    finally:
+        (second or first).stop()
