@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_audio_seconds: float = 60.0
 
+    # --- memory (issue 5): what Eva remembers about a person across sessions
+    # The LLM also reads, while idle, the sentences the fact patterns found nothing in.
+    memory_model_extraction: bool = True
+
     @field_validator("llm_backends", "tts_backends", "piper_voices", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

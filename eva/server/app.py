@@ -19,7 +19,7 @@ from eva.config import Settings
 from eva.conversation.persona import load_persona
 from eva.conversation.service import Conversation
 from eva.engines.runtime import Engines
-from eva.server import routes_chat, routes_speech
+from eva.server import routes_chat, routes_memory, routes_speech
 from eva.server.errors import install_error_handlers
 from eva.server.schemas import HealthResponse
 from eva.server.web import mount_web
@@ -69,6 +69,8 @@ def create_app(
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
+            if app.state.conversation is not None:
+                await app.state.conversation.aclose()
             for loaded in owned:
                 loaded.close()
             store.close()
@@ -88,6 +90,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(routes_chat.router)
     app.include_router(routes_speech.router)
+    app.include_router(routes_memory.router)
     app.add_api_websocket_route("/ws", voice_endpoint)
     app.add_api_websocket_route("/ws/chat", chat_endpoint)
     mount_web(app)
