@@ -17,6 +17,8 @@ export class Connection {
     this.socket = null;
     this.sessionId = null;
     this.voice = null;
+    this.userId = null; // who is talking: Eva's memories belong to this id
+    this.greet = false; // a new session starts with Eva greeting someone she knows
     this.retryDelay = FIRST_RETRY_S;
     this.retryTimer = null;
     this.pingTimer = null;
@@ -29,6 +31,8 @@ export class Connection {
     const query = new URLSearchParams();
     if (this.sessionId) query.set("session_id", this.sessionId);
     if (this.voice) query.set("voice", this.voice);
+    if (this.userId) query.set("user_id", this.userId);
+    if (this.greet && !this.sessionId) query.set("greet", "true");
     const suffix = query.toString() ? `?${query}` : "";
     return `${scheme}//${location.host}/ws${suffix}`;
   }
