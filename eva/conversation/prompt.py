@@ -16,7 +16,7 @@ from eva.store.sqlite import MessageRecord
 
 # A conservative token estimate without a tokenizer at hand: SmolLM2's tokenizer averages
 # about four characters per token in English and a little under in French; three
-# over-counts, so a prompt estimated to fit does fit.
+# over-counts, so a prompt estimated to fit does fit. Digits are one token each.
 CHARS_PER_TOKEN = 3.0
 # What the chat template adds around each message (role markers, newlines).
 TOKENS_PER_MESSAGE = 6
@@ -25,7 +25,8 @@ CONTEXT_MARGIN_TOKENS = 64
 
 
 def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE
+    digits = sum(char.isdigit() for char in text)
+    return math.ceil((len(text) - digits) / CHARS_PER_TOKEN) + digits + TOKENS_PER_MESSAGE
 
 
 def prompt_token_budget(context_tokens: int, reply_tokens: int) -> int:

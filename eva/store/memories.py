@@ -225,14 +225,14 @@ class MemoryStore:
             )
 
     def messages_between(
-        self, session_id: str, after_id: int, before_id: int
+        self, session_id: str, first_id: int, before_id: int
     ) -> Sequence[MessageRecord]:
-        """The session's messages with after_id < id < before_id, oldest first."""
+        """The session's messages with first_id <= id < before_id, oldest first."""
         with self.store.read() as conn:
             rows = conn.execute(
                 "SELECT id, session_id, role, content, created_at, timings, interrupted"
-                " FROM messages WHERE session_id = ? AND id > ? AND id < ? ORDER BY id",
-                (session_id, after_id, before_id),
+                " FROM messages WHERE session_id = ? AND id >= ? AND id < ? ORDER BY id",
+                (session_id, first_id, before_id),
             ).fetchall()
         return [_message_from_row(row) for row in rows]
 
