@@ -97,7 +97,8 @@ async def test_a_fact_told_in_one_session_is_recalled_in_the_next_session_of_tha
     anonymous = await service.open_session(None, None)
     await say(service, anonymous.id, "My name is Zed.")
     with service.store.read() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM memories WHERE text LIKE '%Zed%'").fetchone()[0] == 0
+        zed = conn.execute("SELECT COUNT(*) FROM memories WHERE text LIKE '%Zed%'").fetchone()
+    assert zed[0] == 0
 
 
 async def test_a_changed_fact_replaces_the_old_one_in_storage_and_in_the_prompt(
