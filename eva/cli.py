@@ -115,6 +115,11 @@ async def _chat_loop(settings: Settings, user_id: str | None = None) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from eva.server.identity import USER_ID_PATTERN
+
+    if args.user is not None and not USER_ID_PATTERN.fullmatch(args.user):
+        print("eva chat: --user must be 1-64 letters, digits or any of _.:-", file=sys.stderr)
+        return 2
     asyncio.run(_chat_loop(Settings(), args.user))
     return 0
 

@@ -69,7 +69,7 @@ class ForgottenCounts:
     summaries: int
 
 
-def fts_query(text: str) -> str | None:
+def fts_query(text: str, user_id: str | None = None) -> str | None:
     """A safe FTS5 query for the content words of ``text``, any of them matching.
 
     Every term is a quoted string of word characters, so nothing the person says can be
@@ -85,7 +85,11 @@ def fts_query(text: str) -> str | None:
             break
     if not terms:
         return None
-    return " OR ".join(f'"{_stem(t)}"*' if len(t) >= 4 else f'"{t}"' for t in terms)
+    words = " OR ".join(f'"{_stem(t)}"*' if len(t) >= 4 else f'"{t}"' for t in terms)
+    # The owner's id as a phrase of its tokens narrows the search to (about) their rows;
+    # the SQL still checks the exact id, since "ana-1" and "ana.1" share tokens.
+    owner = " ".join(re.findall(r"[a-z0-9]+", (user_id or "").lower()))
+    return f'user_id : "{owner}" AND text : ({words})' if owner else f"text : ({words})"
 
 
 def _stem(word: str) -> str:
@@ -152,7 +156,7 @@ class MemoryStore:
 
     def search(self, user_id: str, text: str, limit: int) -> list[MemoryRecord]:
         """The user's memories that share words with ``text``, best (bm25) first."""
-        query = fts_query(text)
+        query = fts_query(text, user_id)
         if query is None:
             return []
         with self.store.read() as conn:
@@ -160,7 +164,7 @@ class MemoryStore:
                 f"SELECT {', '.join('m.' + c for c in _COLUMNS.split(', '))}"
                 " FROM memories_fts JOIN memories AS m ON m.id = memories_fts.rowid"
                 " WHERE memories_fts MATCH ? AND m.user_id = ?"
-                " ORDER BY bm25(memories_fts) LIMIT ?",
+                " ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?",
                 (query, user_id, limit),
             ).fetchall()
         return [_memory(row) for row in rows]

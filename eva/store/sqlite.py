@@ -75,29 +75,32 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         )
         """,
         "CREATE INDEX memories_by_user ON memories (user_id, updated_at)",
-        # External content: the index holds only tokens; the triggers keep it in step.
+        # External content: the index holds only tokens; the triggers keep it in step. The
+        # owner is indexed too, so that a search reads one user's rows, not everyone's.
         """
         CREATE VIRTUAL TABLE memories_fts USING fts5(
-            text, content='memories', content_rowid='id',
+            text, user_id, content='memories', content_rowid='id',
             tokenize='unicode61 remove_diacritics 2'
         )
         """,
         """
         CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
-            INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+            INSERT INTO memories_fts (rowid, text, user_id)
+            VALUES (new.id, new.text, new.user_id);
         END
         """,
         """
         CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
-            INSERT INTO memories_fts (memories_fts, rowid, text)
-            VALUES ('delete', old.id, old.text);
+            INSERT INTO memories_fts (memories_fts, rowid, text, user_id)
+            VALUES ('delete', old.id, old.text, old.user_id);
         END
         """,
         """
-        CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories BEGIN
-            INSERT INTO memories_fts (memories_fts, rowid, text)
-            VALUES ('delete', old.id, old.text);
-            INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+        CREATE TRIGGER memories_au AFTER UPDATE OF text, user_id ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, text, user_id)
+            VALUES ('delete', old.id, old.text, old.user_id);
+            INSERT INTO memories_fts (rowid, text, user_id)
+            VALUES (new.id, new.text, new.user_id);
         END
         """,
         # The older part of a session, condensed; the messages themselves stay.

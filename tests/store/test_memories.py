@@ -28,7 +28,7 @@ def memories(store: Store) -> MemoryStore:
 def _indexed(store: Store, word: str) -> list[int]:
     with store.read() as conn:
         rows = conn.execute(
-            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (f'"{word}"',)
+            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (f'text : "{word}"',)
         ).fetchall()
     return [row[0] for row in rows]
 
@@ -81,7 +81,8 @@ def test_search_treats_every_sentence_as_words_never_as_query_syntax(
     memories.remember("ana", [NewMemory("name", "name", "Their name is Ana.", "Ana")])
     memories.search("ana", said, 5)  # no sqlite3.OperationalError, whatever was said
     query = fts_query(said)
-    assert query is None or all(term.startswith('"') for term in query.split(" OR "))
+    assert query is None or query.startswith("text : (")
+    assert query is None or all(t.startswith('"') for t in query[8:-1].split(" OR "))
 
 
 def test_deleting_a_memory_removes_it_from_the_table_and_the_index(
@@ -147,3 +148,13 @@ def test_greeting_is_stored_as_an_assistant_message(store: Store) -> None:
         ("assistant", "Welcome back, Ana!")
     ]
     assert greeting.id == store.messages(session.id)[0].id
+
+
+def test_search_keeps_users_apart_even_when_their_ids_share_tokens(
+    memories: MemoryStore,
+) -> None:
+    memories.remember("ana-1", [NewMemory("likes:jazz", "like", "Loves jazz.", "jazz")])
+    memories.remember("ana.1", [NewMemory("likes:jazz", "like", "Loves jazz a lot.", "jazz")])
+    assert [m.text for m in memories.search("ana-1", "jazz tonight?", 5)] == ["Loves jazz."]
+    assert [m.text for m in memories.search("ana.1", "jazz tonight?", 5)] == ["Loves jazz a lot."]
+    assert memories.search("---", "jazz", 5) == []  # an id with no word in it still works
