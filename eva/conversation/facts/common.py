@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from eva.store.memories import NewMemory
 
-# A fact's words: long enough for "a small village near Lyon", short enough that a rambling
-# clause is not kept as a "fact".
-MAX_VALUE_WORDS = 8
+# A fact's words: long enough for "going to visit my sister Marie in Rome next week", short
+# enough that a rambling clause is not kept as a "fact".
+MAX_VALUE_WORDS = 12
 
 
 def word_set(words: str) -> frozenset[str]:
