@@ -120,16 +120,25 @@ class MemoryBook:
 
     # --- a new session
 
-    def greeting(self, user_id: str) -> str | None:
+    def greeting(self, user_id: str, session_id: str) -> str | None:
         """A welcome built only from what Eva remembers; None for someone she does not know.
 
-        A template, so that it can never state a fact the person did not give."""
+        A template, so that it can never state a fact the person did not give. It asks
+        about a plan, event or feeling told in the last session only: asking about the same
+        trip every time would be odd."""
         known = self.memories.memories(user_id)
         if not known:
             return None
         name = next((m.value for m in known if m.key == "name" and m.value), None)
+        since = self.memories.previous_session_start(user_id, session_id) or 0.0
         follow_up = next(
-            (m for kind in _FOLLOW_UP_KINDS for m in known if m.kind == kind and m.value), None
+            (
+                m
+                for kind in _FOLLOW_UP_KINDS
+                for m in known
+                if m.kind == kind and m.value and m.updated_at >= since
+            ),
+            None,
         )
         if self.language == "fr":
             return _greeting_fr(name, follow_up)

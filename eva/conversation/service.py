@@ -179,7 +179,7 @@ class Conversation:
         if user_id is None:
             return None
         await self.memory_settled()
-        text = await asyncio.to_thread(self.memory.greeting, user_id)
+        text = await asyncio.to_thread(self.memory.greeting, user_id, session_id)
         if text is not None:
             await asyncio.to_thread(self.store.add_assistant_message, session_id, text)
         return text

@@ -209,6 +209,15 @@ class MemoryStore:
             cur.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         return ForgottenCounts(*counts)
 
+    def previous_session_start(self, user_id: str, current_session_id: str) -> float | None:
+        """When the user's latest session before ``current_session_id`` began."""
+        with self.store.read() as conn:
+            row = conn.execute(
+                "SELECT MAX(created_at) FROM sessions WHERE user_id = ? AND id != ?",
+                (user_id, current_session_id),
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
     # --- summaries
 
     def summary(self, session_id: str) -> Summary | None:

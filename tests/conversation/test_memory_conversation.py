@@ -5,6 +5,7 @@ within the model's context and loses nothing from storage; the model's extra fac
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -88,6 +89,9 @@ async def test_a_fact_told_in_one_session_is_recalled_in_the_next_session_of_tha
     assert "Their name is Ana." in recording.system
     assert "visit their sister next week" in recording.system
     assert recording.prompts[-1][1] == ChatMessage("assistant", greeting)
+
+    third = await service.open_session(None, "ana")
+    assert await service.greeting(third.id, "ana") == "Welcome back, Ana! How have you been?"
 
     stranger = await service.open_session(None, "bob")
     assert await service.greeting(stranger.id, "bob") is None
@@ -220,3 +224,28 @@ def test_the_model_adds_facts_the_patterns_miss_without_losing_precision(
         )
         assert precision >= MIN_COMBINED_PRECISION, mistakes
         assert recall >= p_recall - 1e-9
+
+
+async def test_the_model_reads_leftover_sentences_only_once_no_turn_is_in_flight(
+    tmp_path: Path, engines: Engines
+) -> None:
+    from eva.conversation.memory import MemoryBook
+    from eva.conversation.memory_worker import QUIET_BEFORE_S, ModelExtraction
+
+    store = Store(tmp_path / "eva.db")
+    recording = Recording(engines.llm)
+    worker = ModelExtraction(recording, engines.pools, MemoryBook(store, "en", 16))
+    worker.turn_started()  # a reply is being written
+    worker.submit("ana", 1, "Photography is my passion. It's raining.", found_keys=[])
+    assert worker.pending == 1  # only the first-person statement is worth the model's time
+    await asyncio.sleep(QUIET_BEFORE_S + 0.5)
+    assert recording.prompts == [] and worker.pending == 1
+    worker.turn_ended()
+    deadline = time.monotonic() + QUIET_BEFORE_S + 60
+    while worker.pending or (worker._task is not None and not worker._task.done()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert len(recording.prompts) == 1
+    assert recording.prompts[0][-1] == ChatMessage("user", "Photography is my passion.")
+    await worker.aclose()
+    store.close()
