@@ -15,12 +15,19 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TypeVar
 
+from eva.config import Settings
 from eva.conversation.facts.model import ask_model, leftover_sentences
-from eva.conversation.memory import MemoryBook
+from eva.conversation.memory import MemoryBook, PromptParts
 from eva.engines.base import EngineError, LLMEngine
+from eva.engines.runtime import Engines
 from eva.engines.threads import EnginePools
+from eva.store.sqlite import MessageRecord, Store
+
+T = TypeVar("T")
 
 log = logging.getLogger("eva.memory")
 
@@ -119,3 +126,68 @@ class ModelExtraction:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+class MemoryKeeper:
+    """Everything memory does around a turn, for ``Conversation``: the prompt's parts
+    before the reply, learning after it (off the latency path), the greeting."""
+
+    def __init__(self, settings: Settings, engines: Engines, store: Store) -> None:
+        self.store = store
+        self.book = MemoryBook(store, settings.language, 2 * settings.history_turns)
+        self.model = (
+            ModelExtraction(engines.llm, engines.pools, self.book)
+            if settings.memory_model_extraction
+            else None
+        )
+        self._learning: set[asyncio.Task[None]] = set()
+
+    async def prepare(self, session_id: str, user_text: str) -> PromptParts:
+        await self.settled()  # what the last turn taught is in this prompt
+        return await asyncio.to_thread(self.book.prepare, session_id, user_text)
+
+    async def during_turn(self, events: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``events``, with the model's background reading paused while they flow."""
+        if self.model is not None:
+            self.model.turn_started()
+        try:
+            async for item in events:
+                yield item
+        finally:
+            if self.model is not None:
+                self.model.turn_ended()
+
+    def learn_from(self, user_id: str | None, message: MessageRecord) -> None:
+        """Learn from the person's stored message in the background (milliseconds)."""
+        task = asyncio.create_task(self._learn(user_id, message))
+        self._learning.add(task)
+        task.add_done_callback(self._learning.discard)
+
+    async def _learn(self, user_id: str | None, message: MessageRecord) -> None:
+        await asyncio.to_thread(self.book.summarize, message.session_id)
+        if user_id is None:
+            return  # an anonymous person is not remembered
+        learned = await asyncio.to_thread(self.book.learn, user_id, message)
+        if self.model is not None:
+            self.model.submit(user_id, message.id, message.content, [m.key for m in learned])
+
+    async def settled(self) -> None:
+        """Wait until the facts of every finished turn are stored."""
+        if self._learning:
+            await asyncio.gather(*self._learning, return_exceptions=True)
+
+    async def greeting(self, session_id: str, user_id: str | None) -> str | None:
+        """The welcome for a known person, stored as Eva's first message of the session;
+        None for an anonymous or unknown person."""
+        if user_id is None:
+            return None
+        await self.settled()
+        text: str | None = await asyncio.to_thread(self.book.greeting, user_id, session_id)
+        if text is not None:
+            await asyncio.to_thread(self.store.add_assistant_message, session_id, text)
+        return text
+
+    async def aclose(self) -> None:
+        await self.settled()
+        if self.model is not None:
+            await self.model.aclose()

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eva.config import Settings
-from eva.conversation.memory import MemoryBook
-from eva.conversation.memory_worker import ModelExtraction
+from eva.conversation.memory_worker import MemoryKeeper
 from eva.conversation.persona import Persona, load_persona
 from eva.conversation.prompt import build_messages, prompt_token_budget
 from eva.conversation.text_shaping import speakable
@@ -33,7 +32,7 @@ from eva.engines.base import Float32Audio, Int16Audio, Transcript
 from eva.engines.runtime import Engines
 from eva.engines.threads import iterate_in_thread
 from eva.stats import LatencyStats
-from eva.store.sqlite import MessageRecord, SessionRecord, Store, UnknownSessionError
+from eva.store.sqlite import SessionRecord, Store, UnknownSessionError
 
 
 @dataclass(frozen=True)
@@ -53,13 +52,7 @@ class Conversation:
         self.persona: Persona = load_persona(settings)
         self.bounds = ReplyBounds(settings.max_reply_tokens, settings.max_reply_sentences)
         self.prompt_budget = prompt_token_budget(settings.llm_context, settings.max_reply_tokens)
-        self.memory = MemoryBook(store, settings.language, 2 * settings.history_turns)
-        self.model_extraction = (
-            ModelExtraction(engines.llm, engines.pools, self.memory)
-            if settings.memory_model_extraction
-            else None
-        )
-        self._learning: set[asyncio.Task[None]] = set()
+        self.memory = MemoryKeeper(settings, engines, store)
 
     # --- sessions
 
@@ -98,9 +91,8 @@ class Conversation:
         save nothing (a speculative reply the person talked over).
         """
         voice = self.engines.tts.info(voice_id)
-        await self.memory_settled()  # what the last turn taught is in this prompt
         started = time.monotonic()
-        parts = await asyncio.to_thread(self.memory.prepare, session_id, user_text)
+        parts = await self.memory.prepare(session_id, user_text)  # history, memories, summary
         self.stats.record({"recall_ms": (time.monotonic() - started) * 1000.0})
         messages = build_messages(
             self.persona.prompt,
@@ -121,73 +113,34 @@ class Conversation:
             control=control,
             timer=timer,
         )
-        if self.model_extraction is not None:
-            self.model_extraction.turn_started()
-        try:
-            async for event in events:
-                if isinstance(event, TurnDone):
-                    settled = await settle(event) if settle is not None else event
-                    if settled is None:
-                        return
-                    event = settled
-                    # What the person heard is what Eva said: an interrupted reply keeps
-                    # only the clauses whose audio went out.
-                    said = event.spoken_text if (event.interrupted and audio) else event.text
-                    stored, _ = await asyncio.to_thread(
-                        self.store.add_turn,
-                        session_id,
-                        user_text,
-                        said,
-                        event.timings,
-                        event.interrupted,
-                    )
-                    self.stats.record(event.timings)
-                    yield event
-                    self._learn_from(parts.user_id, stored)  # after the final event
+        async for event in self.memory.during_turn(events):
+            if isinstance(event, TurnDone):
+                settled = await settle(event) if settle is not None else event
+                if settled is None:
                     return
+                event = settled
+                # What the person heard is what Eva said: an interrupted reply keeps only
+                # the clauses whose audio went out.
+                said = event.spoken_text if (event.interrupted and audio) else event.text
+                stored, _ = await asyncio.to_thread(
+                    self.store.add_turn,
+                    session_id,
+                    user_text,
+                    said,
+                    event.timings,
+                    event.interrupted,
+                )
+                self.stats.record(event.timings)
                 yield event
-        finally:
-            if self.model_extraction is not None:
-                self.model_extraction.turn_ended()
-
-    # --- memory
-
-    def _learn_from(self, user_id: str | None, message: MessageRecord) -> None:
-        task = asyncio.create_task(self._learn(user_id, message))
-        self._learning.add(task)
-        task.add_done_callback(self._learning.discard)
-
-    async def _learn(self, user_id: str | None, message: MessageRecord) -> None:
-        """Facts from the person's stored message, and the summary of older turns."""
-        await asyncio.to_thread(self.memory.summarize, message.session_id)
-        if user_id is None:
-            return  # an anonymous person is not remembered
-        learned = await asyncio.to_thread(self.memory.learn, user_id, message)
-        if self.model_extraction is not None:
-            self.model_extraction.submit(
-                user_id, message.id, message.content, [m.key for m in learned]
-            )
-
-    async def memory_settled(self) -> None:
-        """Wait until the facts of every finished turn are stored (milliseconds)."""
-        if self._learning:
-            await asyncio.gather(*self._learning, return_exceptions=True)
+                self.memory.learn_from(parts.user_id, stored)  # after the final event
+                return
+            yield event
 
     async def greeting(self, session_id: str, user_id: str | None) -> str | None:
-        """The welcome for a known person, built from their memories and stored as Eva's
-        first message of the session; None for an anonymous or unknown person."""
-        if user_id is None:
-            return None
-        await self.memory_settled()
-        text = await asyncio.to_thread(self.memory.greeting, user_id, session_id)
-        if text is not None:
-            await asyncio.to_thread(self.store.add_assistant_message, session_id, text)
-        return text
+        return await self.memory.greeting(session_id, user_id)
 
     async def aclose(self) -> None:
-        await self.memory_settled()
-        if self.model_extraction is not None:
-            await self.model_extraction.aclose()
+        await self.memory.aclose()
 
     # --- speech in and out, outside a turn
 

@@ -69,7 +69,7 @@ async def say(service: Conversation, session_id: str, text: str) -> str:
     reply = ""
     async for event in service.reply(session_id, text, audio=False):
         reply = getattr(event, "text", reply)
-    await service.memory_settled()
+    await service.memory.settled()
     return reply
 
 
@@ -111,7 +111,7 @@ async def test_a_changed_fact_replaces_the_old_one_in_storage_and_in_the_prompt(
     session = await service.open_session(None, "ana")
     await say(service, session.id, "My name is Ana. I live in Lyon.")
     await say(service, session.id, "Actually, call me Anna. And I moved to Paris last month.")
-    texts = sorted(m.text for m in service.memory.memories.memories("ana"))
+    texts = sorted(m.text for m in service.memory.book.memories.memories("ana"))
     assert texts == ["Lives in Paris (moved there).", "Their name is Anna."]
     later = await service.open_session(None, "ana")
     await say(service, later.id, "What city do I live in?")
@@ -124,13 +124,13 @@ async def test_a_forgotten_memory_is_gone_from_storage_and_from_later_prompts(
 ) -> None:
     session = await service.open_session(None, "ana")
     await say(service, session.id, "I love jazz.")
-    (jazz,) = service.memory.memories.memories("ana")
+    (jazz,) = service.memory.book.memories.memories("ana")
     await say(service, session.id, "Can you suggest some jazz to listen to?")
     assert "Loves jazz." in recording.system
     assert MemoryStore(service.store).forget("ana", jazz.id)
     await say(service, session.id, "Can you suggest some jazz to listen to?")
     assert "Loves jazz." not in recording.system
-    assert service.memory.memories.search("ana", "jazz", 5) == []
+    assert service.memory.book.memories.search("ana", "jazz", 5) == []
 
 
 class LongReplies:
@@ -167,7 +167,7 @@ async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_
         said.append(text.strip())
         async for _ in service.reply(session.id, text.strip(), audio=False):
             pass
-        await service.memory_settled()
+        await service.memory.settled()
 
     budget = service.prompt_budget
     assert budget == settings.llm_context - settings.max_reply_tokens - 64
@@ -177,11 +177,11 @@ async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_
     stored = store.messages(session.id)
     assert len(stored) == 200
     assert [m.content for m in stored if m.role == "user"] == said
-    summary = service.memory.memories.summary(session.id)
+    summary = service.memory.book.memories.summary(session.id)
     assert summary is not None and "Turn 80:" in summary.text  # older turns, condensed
     last = llm.prompts[-1]
     assert last[-2].role == "assistant" and last[-3].content == said[-2]  # recent turns whole
-    assert "Turn 80:" in last[0].content and len(service.memory.memories.memories("ana")) == 100
+    assert "Turn 80:" in last[0].content and len(service.memory.book.memories.memories("ana")) == 100
     store.close()
 
 
