@@ -181,7 +181,8 @@ async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_
     assert summary is not None and "Turn 80:" in summary.text  # older turns, condensed
     last = llm.prompts[-1]
     assert last[-2].role == "assistant" and last[-3].content == said[-2]  # recent turns whole
-    assert "Turn 80:" in last[0].content and len(service.memory.book.memories.memories("ana")) == 100
+    assert "Turn 80:" in last[0].content
+    assert len(service.memory.book.memories.memories("ana")) == 100
     store.close()
 
 
