@@ -66,7 +66,7 @@ def cmd_say(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _chat_loop(settings: Settings) -> None:
+async def _chat_loop(settings: Settings, user_id: str | None = None) -> None:
     from eva.conversation.persona import load_persona
     from eva.conversation.service import Conversation
     from eva.conversation.turn import TextDelta, TurnDone
@@ -80,8 +80,11 @@ async def _chat_loop(settings: Settings) -> None:
     )
     store = Store(settings.db_path)
     service = Conversation(settings, engines, store, LatencyStats())
-    session = await service.open_session(None)
+    session = await service.open_session(None, user_id)
     print(f"Talk to {service.persona.name} (session {session.id}); an empty line or Ctrl-D quits.")
+    greeting = await service.greeting(session.id, user_id)
+    if greeting is not None:
+        print(f"{service.persona.name.lower()}> {greeting}", flush=True)
     try:
         while True:
             try:
@@ -103,12 +106,18 @@ async def _chat_loop(settings: Settings) -> None:
                         flush=True,
                     )
     finally:
+        await service.aclose()
         store.close()
         engines.close()
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    asyncio.run(_chat_loop(Settings()))
+    from eva.server.identity import USER_ID_PATTERN
+
+    if args.user is not None and not USER_ID_PATTERN.fullmatch(args.user):
+        print("eva chat: --user must be 1-64 letters, digits or any of _.:-", file=sys.stderr)
+        return 2
+    asyncio.run(_chat_loop(Settings(), args.user))
     return 0
 
 
@@ -135,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     say.set_defaults(func=cmd_say)
 
     chat = commands.add_parser("chat", help="a typed conversation in the terminal")
+    chat.add_argument(
+        "--user", default=None, help="who is talking: Eva remembers this user across chats"
+    )
     chat.set_defaults(func=cmd_chat)
 
     from eva.bench.core import add_arguments

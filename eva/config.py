@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
 
+    # --- memory (issue 5): what Eva remembers about a person across sessions
+    # The LLM also reads, while idle, the sentences the fact patterns found nothing in.
+    memory_model_extraction: bool = True
+
     @field_validator(
         "llm_backends",
         "tts_backends",

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from eva.config import Settings
+from eva.conversation.memory_worker import MemoryKeeper
 from eva.conversation.persona import Persona, load_persona
-from eva.conversation.prompt import build_messages
+from eva.conversation.prompt import build_messages, prompt_token_budget
 from eva.conversation.text_shaping import speakable
 from eva.conversation.turn import (
     ReplyBounds,
@@ -50,6 +51,8 @@ class Conversation:
         self.stats = stats
         self.persona: Persona = load_persona(settings)
         self.bounds = ReplyBounds(settings.max_reply_tokens, settings.max_reply_sentences)
+        self.prompt_budget = prompt_token_budget(settings.llm_context, settings.max_reply_tokens)
+        self.memory = MemoryKeeper(settings, engines, store)
 
     # --- sessions
 
@@ -88,10 +91,16 @@ class Conversation:
         save nothing (a speculative reply the person talked over).
         """
         voice = self.engines.tts.info(voice_id)
-        history = await asyncio.to_thread(
-            self.store.messages, session_id, 2 * self.settings.history_turns
+        started = time.monotonic()
+        parts = await self.memory.prepare(session_id, user_text)  # history, memories, summary
+        self.stats.record({"recall_ms": (time.monotonic() - started) * 1000.0})
+        messages = build_messages(
+            self.persona.prompt,
+            parts.history,
+            user_text,
+            context=parts.context,
+            token_budget=self.prompt_budget,
         )
-        messages = build_messages(self.persona.prompt, history, user_text)
         events = run_turn(
             messages,
             llm=self.engines.llm,
@@ -104,7 +113,7 @@ class Conversation:
             control=control,
             timer=timer,
         )
-        async for event in events:
+        async for event in self.memory.during_turn(events):
             if isinstance(event, TurnDone):
                 settled = await settle(event) if settle is not None else event
                 if settled is None:
@@ -113,7 +122,7 @@ class Conversation:
                 # What the person heard is what Eva said: an interrupted reply keeps only
                 # the clauses whose audio went out.
                 said = event.spoken_text if (event.interrupted and audio) else event.text
-                await asyncio.to_thread(
+                stored, _ = await asyncio.to_thread(
                     self.store.add_turn,
                     session_id,
                     user_text,
@@ -122,7 +131,16 @@ class Conversation:
                     event.interrupted,
                 )
                 self.stats.record(event.timings)
+                yield event
+                self.memory.learn_from(parts.user_id, stored)  # after the final event
+                return
             yield event
+
+    async def greeting(self, session_id: str, user_id: str | None) -> str | None:
+        return await self.memory.greeting(session_id, user_id)
+
+    async def aclose(self) -> None:
+        await self.memory.aclose()
 
     # --- speech in and out, outside a turn
 

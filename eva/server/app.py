@@ -20,7 +20,7 @@ from eva.config import Settings
 from eva.conversation.persona import load_persona
 from eva.conversation.service import Conversation
 from eva.engines.runtime import Engines
-from eva.server import routes_chat, routes_speech
+from eva.server import routes_chat, routes_memory, routes_speech
 from eva.server.access import AccessMiddleware
 from eva.server.auth import ApiKeys, parse_api_keys
 from eva.server.errors import install_error_handlers
@@ -74,6 +74,8 @@ def create_app(
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
+            if app.state.conversation is not None:
+                await app.state.conversation.aclose()
             for loaded in owned:
                 loaded.close()
             store.close()
@@ -96,6 +98,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(routes_chat.router)
     app.include_router(routes_speech.router)
+    app.include_router(routes_memory.router)
     app.add_api_websocket_route("/ws", voice_endpoint)
     app.add_api_websocket_route("/ws/chat", chat_endpoint)
     mount_web(app)

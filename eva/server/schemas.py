@@ -79,3 +79,35 @@ class HealthResponse(BaseModel):
     auth_required: bool = Field(
         False, description="Every route but this one needs an API key (Authorization: Bearer)"
     )
+
+
+class MemoryItem(BaseModel):
+    id: int
+    key: str = Field(description="The slot, e.g. name, lives_in, likes:jazz; a newer fact "
+                     "with the same key replaces this one")  # fmt: skip
+    kind: str
+    text: str
+    created_at: float
+    updated_at: float
+    source_message_id: int | None
+
+
+class MemoriesResponse(BaseModel):
+    user_id: str
+    memories: list[MemoryItem]
+
+
+class MemoryEdit(BaseModel):
+    text: StrictStr = Field(description="The memory as it should read")
+    user_id: StrictStr | None = Field(None, description="Whose memory (without API keys)")
+
+
+class ForgetMemoriesResponse(BaseModel):
+    deleted: int
+
+
+class ForgetAllResponse(BaseModel):
+    sessions: int
+    messages: int
+    memories: int
+    summaries: int

@@ -44,6 +44,7 @@ from eva.engines.voices import UnknownVoiceError
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
 from eva.server.limits import rate_limited
+from eva.server.ws_greeting import start_greeting, wants_greeting
 from eva.server.ws_protocol import (
     PROTOCOL_VERSION,
     CommitAudio,
@@ -167,11 +168,14 @@ class VoiceSession:
         self.playhead = 0.0  # monotonic time when the client will have played all sent audio
         self.stream_samples = 0  # microphone samples received so far
         self._responses = 0
+        self.greeting: str | None = None  # said first, when a known person comes back
 
     # --- the connection
 
     async def run(self) -> None:
         await self.out.json(self._session_event("session.created"))
+        if self.greeting is not None:
+            await start_greeting(self, self.greeting)
         try:
             while self.out.open:
                 message = await self.socket.receive()
@@ -495,7 +499,11 @@ async def voice_endpoint(socket: WebSocket) -> None:
     state = socket.app.state
     state.active_sessions = getattr(state, "active_sessions", 0) + 1
     service.stats.count_request("/ws")
+    new_session = not socket.query_params.get("session_id")
     try:
-        await VoiceSession(socket, service, session.id, voice).run()
+        voice_session = VoiceSession(socket, service, session.id, voice)
+        if new_session and wants_greeting(socket.query_params.get("greet")):
+            voice_session.greeting = await service.greeting(session.id, user_id)
+        await voice_session.run()
     finally:
         state.active_sessions -= 1

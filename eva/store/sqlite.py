@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,63 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         )
         """,
         "CREATE INDEX messages_by_session ON messages (session_id, id)",
+    ),
+    # 2: long-term memories of a user, their full-text index, and conversation summaries
+    # (eva/store/memories.py reads and writes them)
+    (
+        # One row per slot: (user_id, key) is unique, so a changed fact replaces the old one.
+        """
+        CREATE TABLE memories (
+            id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id            TEXT NOT NULL,
+            key                TEXT NOT NULL,
+            kind               TEXT NOT NULL,
+            text               TEXT NOT NULL,
+            value              TEXT,
+            created_at         REAL NOT NULL,
+            updated_at         REAL NOT NULL,
+            source_message_id  INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+            UNIQUE (user_id, key)
+        )
+        """,
+        "CREATE INDEX memories_by_user ON memories (user_id, updated_at)",
+        # External content: the index holds only tokens; the triggers keep it in step. The
+        # owner is indexed too, so that a search reads one user's rows, not everyone's.
+        """
+        CREATE VIRTUAL TABLE memories_fts USING fts5(
+            text, user_id, content='memories', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )
+        """,
+        """
+        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts (rowid, text, user_id)
+            VALUES (new.id, new.text, new.user_id);
+        END
+        """,
+        """
+        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, text, user_id)
+            VALUES ('delete', old.id, old.text, old.user_id);
+        END
+        """,
+        """
+        CREATE TRIGGER memories_au AFTER UPDATE OF text, user_id ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, text, user_id)
+            VALUES ('delete', old.id, old.text, old.user_id);
+            INSERT INTO memories_fts (rowid, text, user_id)
+            VALUES (new.id, new.text, new.user_id);
+        END
+        """,
+        # The older part of a session, condensed; the messages themselves stay.
+        """
+        CREATE TABLE summaries (
+            session_id       TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+            text             TEXT NOT NULL,
+            upto_message_id  INTEGER NOT NULL,
+            updated_at       REAL NOT NULL
+        )
+        """,
     ),
 )
 
@@ -153,6 +210,20 @@ class Store:
             finally:
                 cur.close()
 
+    def write(self) -> AbstractContextManager[sqlite3.Cursor]:
+        """A write transaction for the sibling modules (eva.store.memories): same lock."""
+        return self._transaction()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One read snapshot under the lock, for the sibling modules."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
     def create_session(self, user_id: str | None = None) -> SessionRecord:
         now = time.time()
         record = SessionRecord(id=uuid.uuid4().hex, user_id=user_id, created_at=now, updated_at=now)
@@ -209,6 +280,22 @@ class Store:
                 reply_id, session_id, "assistant", assistant_text, now, stored_timings, interrupted
             ),
         )
+
+    def add_assistant_message(self, session_id: str, text: str) -> MessageRecord:
+        """A message Eva says unprompted (the greeting of a returning person)."""
+        now = time.time()
+        with self._transaction() as cur:
+            cur.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+            if cur.rowcount == 0:
+                raise UnknownSessionError(session_id)
+            cur.execute(
+                "INSERT INTO messages (session_id, role, content, created_at, interrupted)"
+                " VALUES (?, 'assistant', ?, ?, 0)",
+                (session_id, text, now),
+            )
+            message_id = cur.lastrowid
+        assert message_id is not None
+        return MessageRecord(message_id, session_id, "assistant", text, now, None, False)
 
     def messages(self, session_id: str, last: int | None = None) -> list[MessageRecord]:
         """The session's messages, oldest first; ``last`` keeps only the most recent N."""

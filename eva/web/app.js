@@ -4,10 +4,19 @@
 import { CLOSE_UNAUTHORIZED, apiFetch, ensureKey } from "./access.js";
 import { Microphone, MicrophoneUnavailable, Player } from "./audio.js";
 import { Connection } from "./connection.js";
+import { MemoryPanel } from "./memories.js";
 
 const TOAST_S = 6; // long enough to read a sentence, short enough not to linger
 const VOICES_RETRY_S = 1; // /voices answers 503 while the models are still loading
-const STORE = { session: "eva.session_id", voice: "eva.voice", mode: "eva.mode" };
+const STORE = {
+  session: "eva.session_id",
+  voice: "eva.voice",
+  mode: "eva.mode",
+  user: "eva.user_id",
+};
+// How long after a reply the memory panel looks again: the server stores what it learned
+// from the turn just after the reply's last event.
+const MEMORY_REFRESH_MS = 400;
 
 const LABELS = {
   connecting: "Connecting…",
@@ -72,6 +81,29 @@ const connection = new Connection({
 });
 connection.sessionId = sessionStorage.getItem(STORE.session);
 connection.voice = sessionStorage.getItem(STORE.voice);
+connection.userId = userId();
+connection.greet = true;
+const memories = new MemoryPanel(connection.userId, forgotEverything);
+
+// A random id kept in this browser: without accounts, it is who Eva remembers.
+function userId() {
+  let id = localStorage.getItem(STORE.user);
+  if (!id) {
+    id = crypto.randomUUID ? crypto.randomUUID() : [...crypto.getRandomValues(new Uint8Array(16))]
+      .map((byte) => byte.toString(16).padStart(2, "0")).join("");
+    localStorage.setItem(STORE.user, id);
+  }
+  return id;
+}
+
+// Everything about this person is gone from the server, this conversation included.
+function forgotEverything() {
+  sessionStorage.removeItem(STORE.session);
+  connection.sessionId = null;
+  connection.greet = false;
+  ui.transcript.replaceChildren();
+  connection.drop(); // comes back with a new, empty session
+}
 
 // A read-only window onto the page for tests and curious people; it controls nothing.
 Object.defineProperty(window, "evaDebug", {
@@ -210,6 +242,7 @@ function responseDone(event) {
   app.responding = false;
   app.awaitingReply = false;
   if (event.interrupted) bargeIn();
+  setTimeout(() => memories.refresh(), MEMORY_REFRESH_MS);
 }
 
 function serverError(event) {
@@ -342,7 +375,8 @@ async function loadHistory(sessionId) {
   if (ui.transcript.children.length > 0) return;
   let body;
   try {
-    const response = await apiFetch(`/sessions/${encodeURIComponent(sessionId)}/messages`);
+    const query = `user_id=${encodeURIComponent(connection.userId)}`;
+    const response = await apiFetch(`/sessions/${encodeURIComponent(sessionId)}/messages?${query}`);
     if (!response.ok) return; // a brand-new session has nothing stored yet
     body = await response.json();
   } catch {
@@ -612,5 +646,6 @@ setMode(app.mode, false);
 requestAnimationFrame(animate);
 ensureKey().then(() => {
   loadVoices();
+  memories.refresh();
   connection.connect();
 });

@@ -20,6 +20,8 @@ export class Connection {
     this.socket = null;
     this.sessionId = null;
     this.voice = null;
+    this.userId = null; // who is talking: Eva's memories belong to this id
+    this.greet = false; // a new session starts with Eva greeting someone she knows
     this.retryDelay = FIRST_RETRY_S;
     this.retryTimer = null;
     this.pingTimer = null;
@@ -34,6 +36,8 @@ export class Connection {
     if (this.voice) query.set("voice", this.voice);
     const key = storedKey();
     if (key) query.set("token", key);
+    if (this.userId) query.set("user_id", this.userId);
+    if (this.greet && !this.sessionId) query.set("greet", "true");
     const suffix = query.toString() ? `?${query}` : "";
     return `${scheme}//${location.host}/ws${suffix}`;
   }

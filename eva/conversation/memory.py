@@ -1,0 +1,167 @@
+"""Eva's long-term memory of a person: what she learns after a turn, what she recalls
+before the next reply, and how she greets someone she knows.
+
+Plain blocking functions over the store (the service calls them in a worker thread). Only
+sessions with a user have memories: an anonymous person is never remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eva.conversation.facts import extract_facts, language_of
+from eva.conversation.summary import condense, summary_context
+from eva.store.memories import MemoryRecord, MemoryStore, NewMemory, Summary
+from eva.store.sqlite import MessageRecord, Store
+
+# What one prompt carries about the person. The model's whole context is 2048 tokens, so
+# memories get at most ~200 of them: the name, the few most recent facts, and the few that
+# share words with what was just said.
+RECENT_MEMORIES = 3
+SEARCHED_MEMORIES = 4
+MEMORY_PROMPT_CHARS = 600
+# Kinds a greeting can ask about, most telling first.
+_FOLLOW_UP_KINDS = ("plan", "event", "feeling")
+
+_HEADERS = {
+    "en": "What you remember about the person you are talking with:",
+    "fr": "Ce dont tu te souviens sur la personne avec qui tu parles :",
+}
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """What the next reply's prompt is built from, read in one go."""
+
+    user_id: str | None
+    history: Sequence[MessageRecord]
+    context: str  # memories and the summary of older turns, for the system message
+    recalled: Sequence[MemoryRecord]
+
+
+class MemoryBook:
+    def __init__(self, store: Store, language: str, history_messages: int) -> None:
+        self.store = store
+        self.memories = MemoryStore(store)
+        self.language = language_of(language)
+        self.history_messages = history_messages
+
+    # --- before a reply
+
+    def recall(self, user_id: str, text: str) -> list[MemoryRecord]:
+        """The memories worth giving the model now: the person's name, the most recent
+        facts, and those that share words with ``text`` (bm25 order)."""
+        picked: dict[int, MemoryRecord] = {}
+        name = self.memories.slot(user_id, "name")
+        if name is not None:
+            picked[name.id] = name
+        for memory in self.memories.search(user_id, text, SEARCHED_MEMORIES):
+            picked.setdefault(memory.id, memory)
+        for memory in self.memories.memories(user_id, RECENT_MEMORIES):
+            picked.setdefault(memory.id, memory)
+        return list(picked.values())
+
+    def memory_context(self, recalled: Sequence[MemoryRecord]) -> str:
+        if not recalled:
+            return ""
+        lines = [_HEADERS[self.language]]
+        used = len(lines[0])
+        for memory in recalled:
+            line = f"- {memory.text}"
+            if used + len(line) > MEMORY_PROMPT_CHARS:
+                break
+            lines.append(line)
+            used += len(line) + 1
+        return "\n".join(lines)
+
+    def prepare(self, session_id: str, user_text: str) -> PromptParts:
+        """The recent history, the summary of what came before it, and the memories that
+        matter for ``user_text``."""
+        session = self.store.get_session(session_id)
+        history = self.store.messages(session_id, self.history_messages)
+        user_id = session.user_id if session is not None else None
+        recalled = self.recall(user_id, user_text) if user_id else []
+        summary = self.memories.summary(session_id)
+        parts = [self.memory_context(recalled)]
+        if summary is not None:
+            parts.append(summary_context(summary.text, self.language))
+        return PromptParts(user_id, history, "\n\n".join(p for p in parts if p), recalled)
+
+    # --- after a turn
+
+    def learn(self, user_id: str, message: MessageRecord) -> list[MemoryRecord]:
+        """Store the facts the person's message states (a slot already held is replaced)."""
+        facts = extract_facts(message.content, self.language)
+        return self.remember(user_id, facts, message.id)
+
+    def remember(
+        self, user_id: str, facts: Sequence[NewMemory], message_id: int | None
+    ) -> list[MemoryRecord]:
+        return self.memories.remember(user_id, facts, message_id) if facts else []
+
+    def summarize(self, session_id: str) -> Summary | None:
+        """Fold the messages that left the recent window into the session's summary.
+
+        The messages themselves stay stored; only the prompt stops carrying them whole."""
+        window = self.store.messages(session_id, self.history_messages)
+        if not window:
+            return None
+        previous = self.memories.summary(session_id)
+        upto = previous.upto_message_id if previous is not None else 0
+        older = self.memories.messages_between(session_id, upto, window[0].id)
+        if not older:
+            return previous
+        summary = Summary(
+            condense(previous.text if previous else "", older, self.language), window[0].id
+        )
+        self.memories.save_summary(session_id, summary)
+        return summary
+
+    # --- a new session
+
+    def greeting(self, user_id: str, session_id: str) -> str | None:
+        """A welcome built only from what Eva remembers; None for someone she does not know.
+
+        A template, so that it can never state a fact the person did not give. It asks
+        about a plan, event or feeling told in the last session only: asking about the same
+        trip every time would be odd."""
+        known = self.memories.memories(user_id)
+        if not known:
+            return None
+        name = next((m.value for m in known if m.key == "name" and m.value), None)
+        since = self.memories.previous_session_start(user_id, session_id) or 0.0
+        follow_up = next(
+            (
+                m
+                for kind in _FOLLOW_UP_KINDS
+                for m in known
+                if m.kind == kind and m.value and m.updated_at >= since
+            ),
+            None,
+        )
+        if self.language == "fr":
+            return _greeting_fr(name, follow_up)
+        return _greeting_en(name, follow_up)
+
+
+def _greeting_en(name: str | None, follow_up: MemoryRecord | None) -> str:
+    hello = f"Welcome back, {name}!" if name else "Welcome back!"
+    if follow_up is None:
+        return f"{hello} How have you been?"
+    if follow_up.kind == "plan":
+        return f"{hello} Last time you said {follow_up.value}. How did it go?"
+    if follow_up.kind == "event":
+        return f"{hello} Last time you told me about your {follow_up.value}. How did it go?"
+    return f"{hello} Last time you were feeling {follow_up.value}. How are you today?"
+
+
+def _greeting_fr(name: str | None, follow_up: MemoryRecord | None) -> str:
+    hello = f"Rebonjour, {name} !" if name else "Rebonjour !"
+    if follow_up is None:
+        return f"{hello} Comment vas-tu ?"
+    if follow_up.kind == "plan":
+        return f"{hello} La dernière fois, tu m'as dit que {follow_up.value}. C'était bien ?"
+    if follow_up.kind == "event":
+        return f"{hello} La dernière fois, tu m'as parlé de {follow_up.value}. C'était bien ?"
+    return f"{hello} La dernière fois, tu te sentais {follow_up.value}. Comment vas-tu ?"

@@ -1,0 +1,252 @@
+"""Memory through the conversation service with the real models: what one session learns
+is in the next session's prompt (and greeting) for the same person only; a changed fact
+replaces the old; a forgotten one is gone from later prompts; a long conversation stays
+within the model's context and loses nothing from storage; the model's extra facts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from eva.config import Settings
+from eva.conversation.facts import extract_facts
+from eva.conversation.facts.common import sentences
+from eva.conversation.facts.model import ask_model, worth_asking
+from eva.conversation.prompt import estimate_tokens, prompt_tokens
+from eva.conversation.service import Conversation
+from eva.engines.base import ChatMessage, LLMEngine
+from eva.engines.runtime import Engines
+from eva.stats import LatencyStats
+from eva.store.memories import MemoryStore, NewMemory
+from eva.store.sqlite import Store
+from tests.conversation.test_facts import load_sentences, score
+from tests.support import make_settings
+
+# The model must not make the facts worse than the patterns alone (it only reads what
+# they found nothing in, and its answers must be the person's own words).
+MIN_COMBINED_PRECISION = 0.90
+
+
+class Recording:
+    """The real LLM, with a record of every prompt it was given."""
+
+    def __init__(self, llm: LLMEngine) -> None:
+        self.llm = llm
+        self.name = llm.name
+        self.prompts: list[list[ChatMessage]] = []
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+    ) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        return self.llm.stream(messages, max_tokens=max_tokens, cancel=cancel)
+
+    @property
+    def system(self) -> str:
+        return self.prompts[-1][0].content
+
+
+@pytest.fixture
+def recording(engines: Engines) -> Recording:
+    return Recording(engines.llm)
+
+
+@pytest.fixture
+def service(tmp_path: Path, engines: Engines, recording: Recording) -> Iterator[Conversation]:
+    settings = make_settings(tmp_path, memory_model_extraction=False, max_reply_tokens=24)
+    store = Store(settings.db_path)
+    yield Conversation(settings, replace(engines, llm=recording), store, LatencyStats())
+    store.close()
+
+
+async def say(service: Conversation, session_id: str, text: str) -> str:
+    reply = ""
+    async for event in service.reply(session_id, text, audio=False):
+        reply = getattr(event, "text", reply)
+    await service.memory.settled()
+    return reply
+
+
+async def test_a_fact_told_in_one_session_is_recalled_in_the_next_session_of_that_user_only(
+    service: Conversation, recording: Recording
+) -> None:
+    first = await service.open_session(None, "ana")
+    await say(service, first.id, "Hi! My name is Ana and I'm going to visit my sister next week.")
+
+    again = await service.open_session(None, "ana")
+    greeting = await service.greeting(again.id, "ana")
+    assert greeting is not None and greeting.startswith("Welcome back, Ana!")
+    assert "you're going to visit your sister next week" in greeting
+    stored = service.store.messages(again.id)
+    assert [(m.role, m.content) for m in stored] == [("assistant", greeting)]
+    await say(service, again.id, "Do you remember what my name is?")
+    assert "Their name is Ana." in recording.system
+    assert "visit their sister next week" in recording.system
+    assert recording.prompts[-1][1] == ChatMessage("assistant", greeting)
+
+    third = await service.open_session(None, "ana")
+    assert await service.greeting(third.id, "ana") == "Welcome back, Ana! How have you been?"
+
+    stranger = await service.open_session(None, "bob")
+    assert await service.greeting(stranger.id, "bob") is None
+    await say(service, stranger.id, "Do you remember what my name is?")
+    assert "Ana" not in recording.system and "sister" not in recording.system
+
+    anonymous = await service.open_session(None, None)
+    await say(service, anonymous.id, "My name is Zed.")
+    with service.store.read() as conn:
+        zed = conn.execute("SELECT COUNT(*) FROM memories WHERE text LIKE '%Zed%'").fetchone()
+    assert zed[0] == 0
+
+
+async def test_a_changed_fact_replaces_the_old_one_in_storage_and_in_the_prompt(
+    service: Conversation, recording: Recording
+) -> None:
+    session = await service.open_session(None, "ana")
+    await say(service, session.id, "My name is Ana. I live in Lyon.")
+    await say(service, session.id, "Actually, call me Anna. And I moved to Paris last month.")
+    texts = sorted(m.text for m in service.memory.book.memories.memories("ana"))
+    assert texts == ["Lives in Paris (moved there).", "Their name is Anna."]
+    later = await service.open_session(None, "ana")
+    await say(service, later.id, "What city do I live in?")
+    assert "Their name is Anna." in recording.system and "Paris" in recording.system
+    assert "Lyon" not in recording.system and "name is Ana." not in recording.system
+
+
+async def test_a_forgotten_memory_is_gone_from_storage_and_from_later_prompts(
+    service: Conversation, recording: Recording
+) -> None:
+    session = await service.open_session(None, "ana")
+    await say(service, session.id, "I love jazz.")
+    (jazz,) = service.memory.book.memories.memories("ana")
+    await say(service, session.id, "Can you suggest some jazz to listen to?")
+    assert "Loves jazz." in recording.system
+    assert MemoryStore(service.store).forget("ana", jazz.id)
+    await say(service, session.id, "Can you suggest some jazz to listen to?")
+    assert "Loves jazz." not in recording.system
+    assert service.memory.book.memories.search("ana", "jazz", 5) == []
+
+
+class LongReplies:
+    """A stand-in LLM that always writes the longest reply the bounds allow, with no
+    sentence end to stop it early: harder on the context budget than the real model."""
+
+    name = "long-replies"
+
+    def __init__(self) -> None:
+        self.prompts: list[list[ChatMessage]] = []
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+    ) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        for index in range(max_tokens):
+            yield f"word{index} "
+
+
+async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_message(
+    tmp_path: Path, engines: Engines
+) -> None:
+    settings = make_settings(tmp_path, memory_model_extraction=False)
+    llm = LongReplies()
+    store = Store(settings.db_path)
+    service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())
+    session = await service.open_session(None, "ana")
+    said = []
+    for turn in range(100):
+        text = (
+            f"Turn {turn}: I love hobby number {turn}. "
+            + "Let me tell you more about my day, it was long and full of little things. " * 3
+        )
+        said.append(text.strip())
+        async for _ in service.reply(session.id, text.strip(), audio=False):
+            pass
+        await service.memory.settled()
+
+    budget = service.prompt_budget
+    assert budget == settings.llm_context - settings.max_reply_tokens - 64
+    assert len(llm.prompts) == 100
+    assert max(prompt_tokens(p) for p in llm.prompts) <= budget
+    assert _real_tokens(settings, max(llm.prompts, key=prompt_tokens)) <= budget
+    stored = store.messages(session.id)
+    assert len(stored) == 200
+    assert [m.content for m in stored if m.role == "user"] == said
+    summary = service.memory.book.memories.summary(session.id)
+    assert summary is not None and "Turn 80:" in summary.text  # older turns, condensed
+    last = llm.prompts[-1]
+    assert last[-2].role == "assistant" and last[-3].content == said[-2]  # recent turns whole
+    assert "Turn 80:" in last[0].content
+    assert len(service.memory.book.memories.memories("ana")) == 100
+    store.close()
+
+
+def _real_tokens(settings: Settings, messages: list[ChatMessage]) -> int:
+    """The prompt's length by SmolLM2's own tokenizer, with the estimate's per-message
+    allowance for the chat template's markers."""
+    from llama_cpp import Llama
+
+    from eva.engines.llm_llamacpp import resolve_model_path
+
+    vocab = Llama(str(resolve_model_path(settings.llm_model)), vocab_only=True, verbose=False)
+    per_message = estimate_tokens("")
+    return sum(len(vocab.tokenize(m.content.encode())) + per_message for m in messages)
+
+
+def test_the_model_adds_facts_the_patterns_miss_without_losing_precision(
+    engines: Engines,
+) -> None:
+    for language in ("en", "fr"):
+        expected = load_sentences(language)
+        patterns = [(text, extract_facts(text, language)) for text, _ in expected]
+        combined = []
+        started = time.monotonic()
+        asked = 0
+        for text, found in patterns:
+            extra: list[NewMemory] = []
+            if not found:
+                for sentence in sentences(text):
+                    if worth_asking(sentence, language):
+                        asked += 1
+                        extra += ask_model(engines.llm, sentence, language, threading.Event())
+            combined.append((text, found + extra))
+        p_precision, p_recall, _ = score(patterns, expected)
+        precision, recall, mistakes = score(combined, expected)
+        seconds = time.monotonic() - started
+        print(
+            f"\n{language}: patterns P {p_precision:.2f} R {p_recall:.2f}; "
+            f"patterns+model P {precision:.2f} R {recall:.2f} "
+            f"({asked} sentences to the model, {seconds:.1f} s)\n" + "\n".join(mistakes)
+        )
+        assert precision >= MIN_COMBINED_PRECISION, mistakes
+        assert recall >= p_recall - 1e-9
+
+
+async def test_the_model_reads_leftover_sentences_only_once_no_turn_is_in_flight(
+    tmp_path: Path, engines: Engines
+) -> None:
+    from eva.conversation.memory import MemoryBook
+    from eva.conversation.memory_worker import QUIET_BEFORE_S, ModelExtraction
+
+    store = Store(tmp_path / "eva.db")
+    recording = Recording(engines.llm)
+    worker = ModelExtraction(recording, engines.pools, MemoryBook(store, "en", 16))
+    worker.turn_started()  # a reply is being written
+    worker.submit("ana", 1, "Photography is my passion. It's raining.", found_keys=[])
+    assert worker.pending == 1  # only the first-person statement is worth the model's time
+    await asyncio.sleep(QUIET_BEFORE_S + 0.5)
+    assert recording.prompts == [] and worker.pending == 1
+    worker.turn_ended()
+    deadline = time.monotonic() + QUIET_BEFORE_S + 60
+    while worker.pending or (worker._task is not None and not worker._task.done()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert len(recording.prompts) == 1
+    assert recording.prompts[0][-1] == ChatMessage("user", "Photography is my passion.")
+    await worker.aclose()
+    store.close()
