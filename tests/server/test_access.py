@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,3 +335,29 @@ async def test_logs_hold_no_message_text_transcript_or_key(
     assert "WS /ws?session_id=…&token=… 101" in logged
     assert secret_word not in logged  # ...and holds neither what was said
     assert ALICE_KEY not in logged and "wrong-key" not in logged  # nor any key
+
+
+def test_memories_belong_to_the_key_and_a_claimed_user_id_does_not_reach_anothers(
+    keyed: ServerThread,
+) -> None:
+    with httpx.Client(base_url=keyed.base_url, timeout=60.0) as http:
+        told = http.post(
+            "/chat", json={"message": "My name is Alicia and I live in Oslo."},
+            headers=bearer(ALICE_KEY),
+        )  # fmt: skip
+        assert told.status_code == 200, told.text
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:  # facts are stored just after the reply
+            mine = http.get("/memories", headers=bearer(ALICE_KEY)).json()["memories"]
+            if len(mine) >= 2:
+                break
+            time.sleep(0.2)
+        assert {m["key"] for m in mine} >= {"name", "lives_in"}
+
+        for params in ({}, {"user_id": "alice"}):
+            theirs = http.get("/memories", params=params, headers=bearer(BOB_KEY))
+            assert theirs.status_code == 200 and theirs.json()["memories"] == []
+            assert "Oslo" not in theirs.text
+        some_id = mine[0]["id"]
+        assert http.delete(f"/memories/{some_id}", headers=bearer(BOB_KEY)).status_code == 404
+        assert http.get("/memories", headers=bearer(ALICE_KEY)).json()["memories"] == mine
