@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from eva.conversation.prosody import VoiceStyle
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -105,6 +107,21 @@ class Settings(BaseSettings):
     max_message_chars: int = 2000
     max_upload_bytes: int = 10 * 1024 * 1024
     max_audio_seconds: float = 60.0
+
+    # --- spoken style and conversation manners (docs/architecture.md, "Manners")
+    # Expressiveness per voice id, "default" for the others: rate, mood rates, pauses.
+    # In the environment, JSON: EVA_VOICE_STYLES='{"espeak-en-us": {"rate": 1.1}}'.
+    voice_styles: dict[str, VoiceStyle] = Field(default_factory=dict)
+    # A reply whose first audio is not ready this long after the end of the person's turn
+    # starts with a short acknowledgement ("Mm."); 0 turns them off. 350 ms is about where
+    # a silence after a question starts to feel like hesitation.
+    ack_after_ms: int = Field(350, ge=0)
+    # Speech over Eva no longer than this, transcribed as a backchannel ("mm-hm", "yeah"),
+    # does not interrupt her; longer speech does. Backchannels last 200-600 ms.
+    backchannel_max_ms: int = Field(700, ge=0)
+    # Hands-free silence after Eva finished speaking before she checks in once ("Still
+    # there?"); 0 turns it off.
+    reengage_after_s: float = Field(20.0, ge=0)
 
     @field_validator("llm_backends", "tts_backends", "piper_voices", mode="before")
     @classmethod

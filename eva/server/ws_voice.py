@@ -43,6 +43,7 @@ from eva.engines.base import STT_SAMPLE_RATE, EngineError, Float32Audio, Int16Au
 from eva.engines.voices import UnknownVoiceError
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
+from eva.server.ws_manners import SessionManners
 from eva.server.ws_protocol import (
     PROTOCOL_VERSION,
     CommitAudio,
@@ -114,6 +115,12 @@ class Outbox:
                 self.open = False
 
 
+def _released() -> asyncio.Event:
+    released = asyncio.Event()
+    released.set()
+    return released
+
+
 @dataclass
 class Response:
     """One reply in flight: speculative until ``commit``, then streamed to the client."""
@@ -127,6 +134,10 @@ class Response:
     sent_clauses: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     discarded: bool = False
+    # Cleared while the person speaks over the reply (a backchannel, maybe): audio waits.
+    hold: asyncio.Event = field(default_factory=_released)
+    audio_started: bool = False  # the reply's own audio is ready (after any acknowledgement)
+    acking: bool = False  # an acknowledgement is going out before the reply
 
     @property
     def active(self) -> bool:
@@ -165,11 +176,13 @@ class VoiceSession:
         self.playhead = 0.0  # monotonic time when the client will have played all sent audio
         self.stream_samples = 0  # microphone samples received so far
         self._responses = 0
+        self.manners = SessionManners(self)
 
     # --- the connection
 
     async def run(self) -> None:
         await self.out.json(self._session_event("session.created"))
+        self.manners.prepare_lines()
         try:
             while self.out.open:
                 message = await self.socket.receive()
@@ -196,6 +209,7 @@ class VoiceSession:
         if self.partial_task is not None:
             self.partial_task.cancel()
             await asyncio.gather(self.partial_task, return_exceptions=True)
+        await self.manners.close()
         current = self.response
         if current is None or current.task is None:
             return
@@ -242,6 +256,7 @@ class VoiceSession:
                 self.voice = self.service.engines.tts.info(message.voice)
             except UnknownVoiceError as exc:
                 raise ProtocolError("unknown_voice", str(exc)) from None
+            self.manners.prepare_lines()
         if message.mode is not None:
             self.mode = message.mode
             self.detector.ends_turns_on_silence = self.mode == "hands_free"
@@ -256,17 +271,30 @@ class VoiceSession:
                 await self.on_speech_started(heard)
             elif isinstance(heard, SpeechPaused):
                 await self.out.json(event("speech.stopped"))
-                if self.mode == "hands_free":
-                    speech_end = self._wall_time(heard.speech_end_sample, arrived)
+                speech_end = self._wall_time(heard.speech_end_sample, arrived)
+                held = self.manners.on_speech_paused(
+                    heard.audio, heard.speech_end_sample, speech_end
+                )
+                if self.mode == "hands_free" and not held:
                     await self.start_voice_turn(heard.audio, speech_end)
-            elif isinstance(heard, TurnEnded) and (self.mode == "hands_free" or heard.forced):
+            elif (
+                isinstance(heard, TurnEnded)
+                and (self.mode == "hands_free" or heard.forced)
+                and not await self.manners.on_turn_ended()
+            ):
                 await self.on_turn_ended(heard, arrived)
+        await self.manners.on_audio()
         self._maybe_partial()
 
     async def on_speech_started(self, heard: SpeechStarted) -> None:
+        # Speech over Eva holds her reply until it is clear whether it was a backchannel
+        # (response.paused goes out first, so the client holds rather than flushes).
+        held = await self.manners.on_speech_started()
         await self.out.json(event("speech.started"))
-        # The person went on after a pause (a speculative reply is moot), or spoke over Eva.
-        await self.interrupt()
+        if not held:
+            # The person went on after a pause (a speculative reply is moot), or spoke over
+            # Eva.
+            await self.interrupt()
 
     async def on_turn_ended(self, ended: TurnEnded, now: float) -> None:
         current = self.response
@@ -321,6 +349,7 @@ class VoiceSession:
     async def _reply(self, response: Response, text: str) -> None:
         sent_first_audio = False
         announced = asyncio.create_task(self._announce(response, text))
+        ack = asyncio.create_task(self.manners.acknowledge(response, text, announced))
         try:
             events = self.service.reply(
                 self.session_id,
@@ -338,6 +367,7 @@ class VoiceSession:
                     if not sent_first_audio:
                         sent_first_audio = True
                         self._mark_first_audio(response)
+                        await self.manners.before_first_audio(response, ack)
                     sent = await self._send_paced(item.pcm, item.sample_rate, response)
                     response.record_sent(item.text, sent)
                 elif isinstance(item, TurnDone):
@@ -351,11 +381,31 @@ class VoiceSession:
                             timings=item.timings,
                         )
                     )
+                    self.manners.reply_finished(response, item.interrupted)
         except EngineError as exc:
             self.service.stats.count_error("/ws")
             await self.out.json(event("error", code="backend_unavailable", message=str(exc)))
         finally:
             announced.cancel()
+            ack.cancel()
+
+    async def say_line(self, response: Response, text: str, pcm: Int16Audio, purpose: str) -> None:
+        """A line of Eva's own outside any turn (a re-engagement): sent like a reply, with
+        ``purpose`` on its events, and not stored (it answers nothing the person said)."""
+        await self.out.json(event("response.created", response_id=response.id, purpose=purpose))
+        await self.out.json(event("response.text.delta", text=text))
+        sent = await self._send_paced(pcm, self.voice.sample_rate, response)
+        interrupted = sent < 1
+        await self.out.json(
+            event(
+                "response.done",
+                response_id=response.id,
+                text=text if not interrupted else "",
+                interrupted=interrupted,
+                purpose=purpose,
+                timings={},
+            )
+        )
 
     async def _announce(self, response: Response, text: str) -> None:
         """Once the turn is committed: the person's final words, then Eva's reply begins."""
@@ -384,6 +434,7 @@ class VoiceSession:
         barge-in stopped it part-way)."""
         frame = max(1, rate * AUDIO_FRAME_MS // 1000)
         for start in range(0, len(pcm), frame):
+            await response.hold.wait()  # released at once by a barge-in
             if response.stop_audio.is_set() or not self.out.open:
                 return start / len(pcm)
             now = time.monotonic()
@@ -404,6 +455,7 @@ class VoiceSession:
     async def barge_in(self, response: Response) -> None:
         """The person spoke over Eva: stop the audio now, and the reply behind it."""
         response.stop_audio.set()
+        response.hold.set()
         response.control.cancel()
         self.playhead = time.monotonic()
 
@@ -413,7 +465,9 @@ class VoiceSession:
         current = self.response
         if current is None or not current.active:
             return
-        if current.committed.is_set():
+        if self.manners.paused is current:
+            await self.manners.cancel_pause()
+        elif current.committed.is_set():
             await self.barge_in(current)
         else:
             await self._discard(current)
@@ -422,6 +476,7 @@ class VoiceSession:
         response.discarded = True
         response.control.cancel()
         response.stop_audio.set()
+        response.hold.set()
         if response.task is not None:
             response.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
