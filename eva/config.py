@@ -117,8 +117,9 @@ class Settings(BaseSettings):
     # a silence after a question starts to feel like hesitation.
     ack_after_ms: int = Field(350, ge=0)
     # Speech over Eva no longer than this, transcribed as a backchannel ("mm-hm", "yeah"),
-    # does not interrupt her; longer speech does. Backchannels last 200-600 ms.
-    backchannel_max_ms: int = Field(700, ge=0)
+    # does not interrupt her; longer speech does. Spoken backchannels last 200-700 ms; a
+    # drawn-out "mm-hm" from the test voice is 680 ms. 0: any speech interrupts at once.
+    backchannel_max_ms: int = Field(800, ge=0)
     # Hands-free silence after Eva finished speaking before she checks in once ("Still
     # there?"); 0 turns it off.
     reengage_after_s: float = Field(20.0, ge=0)

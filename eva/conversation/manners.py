@@ -41,6 +41,8 @@ _BACKCHANNELS = _word_set(
 _BACKCHANNEL_PHRASES = frozenset(
     {"i see", "got it", "uh huh", "ah bon", "that's right", "c'est vrai", "je vois"}
 )
+# Hums as a recognizer writes them: "mmhm", "mmmm", "hmm", "uh", "ah", "oh".
+_HUM = re.compile(r"^(?:[mhn]+|u+h+|a+h+|o+h+)$")
 # A backchannel is a word or two; more is the person taking the turn.
 BACKCHANNEL_MAX_WORDS = 3
 
@@ -84,11 +86,13 @@ def clause_mood(text: str) -> Mood:
 
 
 def is_backchannel(text: str) -> bool:
-    """Whether a transcript is only a listening noise ("mm-hm", "yeah", "d'accord")."""
-    words = _words(text)
-    if not words or len(words) > BACKCHANNEL_MAX_WORDS:
+    """Whether the transcript of a short utterance over Eva is only a listening noise
+    ("mm-hm", "yeah", "d'accord"). No words at all counts: a short sound the recognizer
+    makes nothing of (a hum, a laugh, a cough) is no reason to stop talking."""
+    words = [w for w in _words(text) if not _HUM.match(w.replace("-", ""))]
+    if len(words) > BACKCHANNEL_MAX_WORDS:
         return False
-    if " ".join(words) in _BACKCHANNEL_PHRASES:
+    if not words or " ".join(words) in _BACKCHANNEL_PHRASES:
         return True
     return all(word in _BACKCHANNELS for word in words)
 

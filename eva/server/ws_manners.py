@@ -132,12 +132,14 @@ class SessionManners:
         return True
 
     async def on_audio(self) -> None:
-        """Speech over Eva that goes on past ``backchannel_max_ms`` is a real interruption."""
+        """Speech over Eva that goes on past ``backchannel_max_ms`` is a real interruption,
+        decided as soon as the detector can know it."""
         self.last_audio_at = time.monotonic()
         if self.paused is None or not self._voice_open or self._check is not None:
             return
-        spoken = (self.session.stream_samples - self._spoken_samples) / STT_SAMPLE_RATE
-        if spoken * 1000 > self.settings.backchannel_max_ms:
+        spoken_ms = (self.session.stream_samples - self._spoken_samples) * 1000 / STT_SAMPLE_RATE
+        # The detector knows speech stopped only ``pause_ms`` of silence after it did.
+        if spoken_ms > self.settings.backchannel_max_ms + self.session.detector.config.pause_ms:
             await self.cancel_pause()
 
     def on_speech_paused(self, audio: Float32Audio, speech_end_sample: int, at: float) -> bool:
