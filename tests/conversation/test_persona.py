@@ -72,5 +72,5 @@ def test_a_bad_persona_file_gets_a_clear_error(tmp_path: Path, content: str, mes
 
 
 def test_a_missing_persona_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(PersonaError, match="cannot read persona file .*nowhere.toml"):
+    with pytest.raises(PersonaError, match=r"cannot read persona file .*nowhere\.toml"):
         load_persona(Settings(persona_file=tmp_path / "nowhere.toml"))

@@ -60,8 +60,9 @@ def word_error_rate(reference: str, heard: str) -> float:
     for i, word in enumerate(ref, start=1):
         previous, distance[0] = distance[0], i
         for j, other in enumerate(hyp, start=1):
-            previous, distance[j] = distance[j], min(
-                distance[j] + 1, distance[j - 1] + 1, previous + (word != other)
+            previous, distance[j] = (
+                distance[j],
+                min(distance[j] + 1, distance[j - 1] + 1, previous + (word != other)),
             )
     return distance[-1] / max(1, len(ref))
 
@@ -97,7 +98,9 @@ def test_every_english_voice_is_intelligible_to_the_recognizer(
 ) -> None:
     voices = [v["id"] for v in client.get("/voices").json() if v["language"].startswith("en")]
     assert "en_US-joe-medium" in voices and len(voices) >= 2
-    results = {voice: round(_voice_wer(engines, engines.stt, voice, ENGLISH), 3) for voice in voices}
+    results = {
+        voice: round(_voice_wer(engines, engines.stt, voice, ENGLISH), 3) for voice in voices
+    }
     print(f"\nWER, Whisper {engines.stt.name} tiny.en, {len(ENGLISH)} sentences: {results}")
     request.config.cache.set("eva/wer/en", results)
     for voice, wer in results.items():
