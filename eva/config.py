@@ -113,8 +113,9 @@ class Settings(BaseSettings):
     # In the environment, JSON: EVA_VOICE_STYLES='{"espeak-en-us": {"rate": 1.1}}'.
     voice_styles: dict[str, VoiceStyle] = Field(default_factory=dict)
     # A reply whose first audio is not ready this long after the end of the person's turn
-    # starts with a short acknowledgement ("Mm."); 0 turns them off. 350 ms is about where
-    # a silence after a question starts to feel like hesitation.
+    # (the moment Eva decides it ended; for a typed turn, when the text arrived) starts
+    # with a short acknowledgement ("Mm."); 0 turns them off. 350 ms on top of the
+    # end-of-turn wait is about where a silence starts to feel like hesitation.
     ack_after_ms: int = Field(350, ge=0)
     # Speech over Eva no longer than this, transcribed as a backchannel ("mm-hm", "yeah"),
     # does not interrupt her; longer speech does. Spoken backchannels last 200-700 ms; a

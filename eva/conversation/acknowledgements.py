@@ -19,6 +19,10 @@ from eva.engines.runtime import Engines
 
 # Each line is a few words (under a second of audio, about 40 KB): a few per voice.
 _MAX_LINES = 256
+# PCM16 amplitude under which synthesized audio is silence, and how much of it is kept
+# around a line so that it does not start or end abruptly.
+_SILENCE_LEVEL = 300
+_MARGIN_MS = 40
 
 
 class SpokenLines:
@@ -45,4 +49,11 @@ class SpokenLines:
 
     def _synthesize(self, words: str, voice_id: str) -> Int16Audio:
         chunks = list(self.engines.tts.synthesize(words, voice_id, threading.Event()))
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        # Without the synthesizer's silence around it: the line is there to fill a silence,
+        # and the reply waits behind it.
+        voiced = np.flatnonzero(np.abs(pcm) > _SILENCE_LEVEL)
+        if voiced.size == 0:
+            return pcm
+        margin = self.engines.tts.info(voice_id).sample_rate * _MARGIN_MS // 1000
+        return pcm[max(0, voiced[0] - margin) : voiced[-1] + margin]

@@ -75,9 +75,10 @@ class SessionManners:
         threshold = self.settings.ack_after_ms / 1000
         if threshold <= 0:
             return
+        # From the end of the turn as decided (the reply is committed): measured from the
+        # end of speech instead, the end-of-turn wait alone would call for one every time.
         await announced
-        start = response.speech_end_at or response.timer.start
-        await asyncio.sleep(max(0.0, start + threshold - time.monotonic()))
+        await asyncio.sleep(threshold)
         if response.audio_started or response.stop_audio.is_set():
             return
         text = choose_acknowledgement(user_text, self.settings.language)

@@ -111,3 +111,21 @@ def test_styled_voice_pauses_between_clauses_but_never_before_the_first(
         assert wanted <= silent < wanted + voice.sample_rate * 0.03
     # The moods: sorry is gentle (slower), the question as is, "Wow!" faster.
     assert styled.rates == pytest.approx([0.9, 0.9, 1.0, 1.08])
+
+
+def test_voice_styles_come_from_the_environment_and_are_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from eva.config import Settings
+
+    monkeypatch.setenv("EVA_VOICE_STYLES", '{"espeak-en-us": {"rate": 1.2, "comma_pause_ms": 0}}')
+    style = style_for(Settings().voice_styles, "espeak-en-us")
+    assert (style.rate, style.comma_pause_ms, style.sentence_pause_ms) == (1.2, 0, 200)
+    monkeypatch.setenv("EVA_VOICE_STYLES", '{"default": {"rate": 9}}')
+    with pytest.raises(ValidationError, match="rate"):
+        Settings()
+    monkeypatch.setenv("EVA_VOICE_STYLES", '{"default": {"speed": 1.1}}')
+    with pytest.raises(ValidationError, match="speed"):
+        Settings()
