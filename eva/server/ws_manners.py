@@ -203,15 +203,15 @@ class SessionManners:
     # --- re-engagement
 
     def reply_finished(self, response: Response, interrupted: bool) -> None:
-        """A reply went out whole: in hands-free mode with the microphone on, a long
-        silence from now on gets one gentle check-in."""
+        """A reply went out whole: in hands-free mode, a long silence from now on gets one
+        gentle check-in (if the microphone is still sending then)."""
         wait = self.settings.reengage_after_s
         if (
             wait <= 0
             or interrupted
             or self._reengaged
             or self.session.mode != "hands_free"
-            or time.monotonic() - self.last_audio_at > MIC_LIVE_S
+            or self.session.stream_samples == 0  # typed only: no microphone at all
         ):
             return
         self.cancel_reengage()

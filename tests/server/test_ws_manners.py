@@ -176,11 +176,10 @@ async def test_an_interrupt_stops_the_acknowledgement_like_any_reply_audio(
 # --- re-engagement
 
 
-async def _talk_then_stay_silent(client: VoiceClient, engines: Engines, quiet_s: float) -> None:
+async def _microphone(client: VoiceClient, engines: Engines, seconds: float) -> None:
+    """A person who asks one question, then keeps the microphone on and says nothing."""
     question = speech(engines, "What should I cook tonight?")
-    await client.stream(np.concatenate([silence(0.3), question, silence(0.8)]))
-    await client.wait_for("response.done")
-    await client.stream(silence(quiet_s))  # the microphone is on; the person says nothing
+    await client.stream(np.concatenate([silence(0.3), question, silence(seconds)]))
 
 
 async def test_after_a_long_silence_eva_checks_in_once_and_only_once(
@@ -189,11 +188,18 @@ async def test_after_a_long_silence_eva_checks_in_once_and_only_once(
     client = await VoiceClient.connect(quick_manners.base_url)
     session_id = (await client.wait_for("session.created"))["session_id"]
     await _lines_ready(quick_manners)
-    await _talk_then_stay_silent(client, engines, quiet_s=6.0)
-    checks = [e for e in client.events("response.created") if e.get("purpose") == "reengage"]
-    assert len(checks) == 1, client.events("response.created")
-    done = [e for e in client.events("response.done") if e.get("purpose") == "reengage"]
-    assert done[0]["text"] == "Still there? No rush." and done[0]["interrupted"] is False
+    microphone = asyncio.create_task(_microphone(client, engines, seconds=60))
+    try:
+        await client.wait_for("response.done")
+        check_in = await client.wait_for("response.done", count=2, within=20)
+        await asyncio.sleep(4.0)  # four more re-engagement delays of silence
+    finally:
+        microphone.cancel()
+        await asyncio.gather(microphone, return_exceptions=True)
+    assert check_in["purpose"] == "reengage" and check_in["interrupted"] is False
+    assert check_in["text"] == "Still there? No rush."
+    purposes = [e.get("purpose") for e in client.events("response.created")]
+    assert purposes == [None, "reengage"], purposes
     stored = await _messages(quick_manners, session_id)
     assert len(stored) == 2  # the check-in answers nothing: it is not stored
     await client.close()
