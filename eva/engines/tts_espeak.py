@@ -55,16 +55,10 @@ class EspeakTTS:
             raise EngineError(f"unknown espeak voice {voice_id!r}")
         if cancel.is_set() or not text.strip():
             return
+        speed = round(_WORDS_PER_MINUTE * rate)  # espeak-ng's rate is in words per minute
         try:
             result = subprocess.run(
-                [
-                    self.executable,
-                    "--stdout",
-                    "-v",
-                    language,
-                    "-s",
-                    str(round(_WORDS_PER_MINUTE * rate)),
-                ],
+                [self.executable, "--stdout", "-v", language, "-s", str(speed)],
                 input=text.encode("utf-8"),
                 capture_output=True,
                 timeout=_TIMEOUT_S,
