@@ -74,10 +74,11 @@ def test_a_question_ends_higher_than_the_same_words_as_a_statement(
 @pytest.mark.parametrize("voice", ["en_US-joe-medium", "espeak-en-us"])
 def test_every_backend_honours_the_speaking_rate(engines: Engines, voice: str) -> None:
     text = "We walked along the river until the sun went down."
+    # Piper's durations vary by a few per cent from run to run: steps well beyond that.
     normal = len(_speak(engines, text, voice))
-    faster = len(_speak(engines, text, voice, rate=1.25))
-    slower = len(_speak(engines, text, voice, rate=0.8))
-    assert faster < 0.9 * normal < 0.9 * slower
+    faster = len(_speak(engines, text, voice, rate=1.5))
+    slower = len(_speak(engines, text, voice, rate=0.67))
+    assert faster < 0.85 * normal and slower > 1.15 * normal
 
 
 def test_mood_rates_and_pauses_come_from_the_voice_style() -> None:
