@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from eva.conversation.prosody import VoiceStyle
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -144,6 +146,23 @@ class Settings(BaseSettings):
     # --- memory (issue 5): what Eva remembers about a person across sessions
     # The LLM also reads, while idle, the sentences the fact patterns found nothing in.
     memory_model_extraction: bool = True
+
+    # --- spoken style and conversation manners (docs/architecture.md, "Manners")
+    # Expressiveness per voice id, "default" for the others: rate, mood rates, pauses.
+    # In the environment, JSON: EVA_VOICE_STYLES='{"espeak-en-us": {"rate": 1.1}}'.
+    voice_styles: dict[str, VoiceStyle] = Field(default_factory=dict)
+    # A reply whose first audio is not ready this long after the end of the person's turn
+    # (the moment Eva decides it ended; for a typed turn, when the text arrived) starts
+    # with a short acknowledgement ("Mm."); 0 turns them off. 350 ms on top of the
+    # end-of-turn wait is about where a silence starts to feel like hesitation.
+    ack_after_ms: int = Field(350, ge=0)
+    # Speech over Eva no longer than this, transcribed as a backchannel ("mm-hm", "yeah"),
+    # does not interrupt her; longer speech does. Spoken backchannels last 200-700 ms; a
+    # drawn-out "mm-hm" from the test voice is 680 ms. 0: any speech interrupts at once.
+    backchannel_max_ms: int = Field(800, ge=0)
+    # Hands-free silence after Eva finished speaking before she checks in once ("Still
+    # there?"); 0 turns it off.
+    reengage_after_s: float = Field(20.0, ge=0)
 
     @field_validator(
         "llm_backends",

@@ -1,6 +1,7 @@
-"""The messages given to the LLM for one turn: persona first (a stable prefix the LLM's
-prompt cache reuses), then what Eva remembers (after the persona, so the prefix stays
-stable), then the most recent history, then what the person just said.
+"""The messages given to the LLM for one turn: persona first (the system prompt, then the
+persona's example exchanges: a stable prefix the LLM's prompt cache reuses), then what Eva
+remembers (after the persona, so the prefix stays stable), then the most recent history,
+then what the person just said.
 
 Everything must fit the model's context with room for the reply: the oldest history goes
 first when it does not (it is summarized, and stored, elsewhere).
@@ -38,12 +39,14 @@ def build_messages(
     system_prompt: str,
     history: Sequence[MessageRecord],
     user_text: str,
+    examples: Sequence[ChatMessage] = (),
     *,
     context: str = "",
     token_budget: int | None = None,
 ) -> list[ChatMessage]:
-    """``context`` (memories, summary) joins the system message; with ``token_budget``,
-    the oldest history is left out until the estimate fits, then the context is cut."""
+    """``examples`` (the persona's example exchanges) follow the system message;
+    ``context`` (memories, summary) joins the system message; with ``token_budget``, the
+    oldest history is left out until the estimate fits, then the context is cut."""
     system = f"{system_prompt}\n\n{context}" if context else system_prompt
     turns = [
         ChatMessage(record.role, record.content)  # type: ignore[arg-type]
@@ -51,13 +54,13 @@ def build_messages(
         if record.role in ("user", "assistant") and record.content.strip()
     ]
     if token_budget is not None:
-        fixed = estimate_tokens(user_text)
+        fixed = estimate_tokens(user_text) + sum(map(_tokens, examples))
         while turns and _total(system, turns) + fixed > token_budget:
             turns.pop(0)
         if _total(system, turns) + fixed > token_budget:  # no history left: cut the context
             allowed = int((token_budget - fixed - TOKENS_PER_MESSAGE) * CHARS_PER_TOKEN) - 1
             system = system[: max(len(system_prompt), allowed)]
-    return [ChatMessage("system", system), *turns, ChatMessage("user", user_text)]
+    return [ChatMessage("system", system), *examples, *turns, ChatMessage("user", user_text)]
 
 
 def _tokens(message: ChatMessage) -> int:

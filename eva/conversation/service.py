@@ -8,6 +8,7 @@ lost), and record the timings. The engines are reached only through their interf
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from eva.config import Settings
+from eva.conversation.acknowledgements import SpokenLines
 from eva.conversation.memory_worker import MemoryKeeper
 from eva.conversation.persona import Persona, load_persona
 from eva.conversation.prompt import build_messages, prompt_token_budget
+from eva.conversation.prosody import StyledVoice, style_for
 from eva.conversation.text_shaping import speakable
 from eva.conversation.turn import (
     ReplyBounds,
@@ -33,6 +36,8 @@ from eva.engines.runtime import Engines
 from eva.engines.threads import iterate_in_thread
 from eva.stats import LatencyStats
 from eva.store.sqlite import SessionRecord, Store, UnknownSessionError
+
+log = logging.getLogger("eva.conversation")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class Conversation:
         self.bounds = ReplyBounds(settings.max_reply_tokens, settings.max_reply_sentences)
         self.prompt_budget = prompt_token_budget(settings.llm_context, settings.max_reply_tokens)
         self.memory = MemoryKeeper(settings, engines, store)
+        self.lines = SpokenLines(engines, settings.language)  # acknowledgements and the like
+        _use_persona_voice(self.persona, engines, settings)
 
     # --- sessions
 
@@ -98,13 +105,15 @@ class Conversation:
             self.persona.prompt,
             parts.history,
             user_text,
+            self.persona.examples,
             context=parts.context,
             token_budget=self.prompt_budget,
         )
+        style = style_for(self.settings.voice_styles, voice.id)
         events = run_turn(
             messages,
             llm=self.engines.llm,
-            tts=self.engines.tts if audio else None,
+            tts=StyledVoice(self.engines.tts, voice, style) if audio else None,
             voice_id=voice.id,
             sample_rate=voice.sample_rate,
             language=self.settings.language,
@@ -178,3 +187,18 @@ class Conversation:
             chunks.append(pcm)
         audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
         return audio, voice.sample_rate, first_chunk_ms
+
+
+def _use_persona_voice(persona: Persona, engines: Engines, settings: Settings) -> None:
+    """The persona's voice becomes the default, unless the settings name one. A voice that
+    is not loaded (its backend switched off) leaves the default as it was."""
+    if settings.tts_voice or not persona.voice:
+        return
+    if any(voice.id == persona.voice for voice in engines.tts.voices()):
+        engines.tts.default_voice = persona.voice
+    else:
+        log.warning(
+            "the persona's voice %r is not available; using %r",
+            persona.voice,
+            engines.tts.default_voice,
+        )

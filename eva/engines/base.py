@@ -83,8 +83,14 @@ class TTSEngine(Protocol):
 
     def voices(self) -> list[VoiceInfo]: ...
 
-    def synthesize(self, text: str, voice_id: str, cancel: threading.Event) -> Iterator[Int16Audio]:
-        """Yield PCM16 mono chunks at the voice's sample rate as soon as each exists."""
+    def synthesize(
+        self, text: str, voice_id: str, cancel: threading.Event, rate: float = 1.0
+    ) -> Iterator[Int16Audio]:
+        """Yield PCM16 mono chunks at the voice's sample rate as soon as each exists.
+
+        ``rate`` scales the speaking speed (1.1 is ten per cent faster); every backend
+        honours it (see eva/conversation/prosody.py for who sets it).
+        """
         ...
 
 

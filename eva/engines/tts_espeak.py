@@ -47,15 +47,18 @@ class EspeakTTS:
             for lang in self._languages
         ]
 
-    def synthesize(self, text: str, voice_id: str, cancel: threading.Event) -> Iterator[Int16Audio]:
+    def synthesize(
+        self, text: str, voice_id: str, cancel: threading.Event, rate: float = 1.0
+    ) -> Iterator[Int16Audio]:
         language = voice_id.removeprefix("espeak-")
         if not language or language == voice_id:
             raise EngineError(f"unknown espeak voice {voice_id!r}")
         if cancel.is_set() or not text.strip():
             return
+        speed = round(_WORDS_PER_MINUTE * rate)  # espeak-ng's rate is in words per minute
         try:
             result = subprocess.run(
-                [self.executable, "--stdout", "-v", language, "-s", str(_WORDS_PER_MINUTE)],
+                [self.executable, "--stdout", "-v", language, "-s", str(speed)],
                 input=text.encode("utf-8"),
                 capture_output=True,
                 timeout=_TIMEOUT_S,

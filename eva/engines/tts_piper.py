@@ -76,13 +76,17 @@ class PiperTTS:
     def voices(self) -> list[VoiceInfo]:
         return list(self._info.values())
 
-    def synthesize(self, text: str, voice_id: str, cancel: threading.Event) -> Iterator[Int16Audio]:
+    def synthesize(
+        self, text: str, voice_id: str, cancel: threading.Event, rate: float = 1.0
+    ) -> Iterator[Int16Audio]:
         voice = self._voices.get(voice_id)
         if voice is None:
             raise EngineError(f"unknown Piper voice {voice_id!r}")
+        # Piper's speed knob is the phoneme length: the voice's own, divided by the rate.
+        config = SynthesisConfig(length_scale=voice.config.length_scale / max(rate, 0.1))
         with self._lock:
             try:
-                for chunk in voice.synthesize(text, SynthesisConfig()):
+                for chunk in voice.synthesize(text, config):
                     if cancel.is_set():
                         return
                     yield np.asarray(chunk.audio_int16_array, dtype=np.int16).reshape(-1)

@@ -51,6 +51,8 @@ class VoiceCatalog:
             raise UnknownVoiceError(str(voice_id), list(self._info))
         return voice
 
-    def synthesize(self, text: str, voice_id: str, cancel: threading.Event) -> Iterator[Int16Audio]:
+    def synthesize(
+        self, text: str, voice_id: str, cancel: threading.Event, rate: float = 1.0
+    ) -> Iterator[Int16Audio]:
         voice = self.info(voice_id)
-        return self._owner[voice.id].synthesize(text, voice.id, cancel)
+        return self._owner[voice.id].synthesize(text, voice.id, cancel, rate)

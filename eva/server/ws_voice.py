@@ -45,6 +45,7 @@ from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
 from eva.server.limits import rate_limited
 from eva.server.ws_greeting import start_greeting, wants_greeting
+from eva.server.ws_manners import SessionManners
 from eva.server.ws_protocol import (
     PROTOCOL_VERSION,
     CommitAudio,
@@ -117,6 +118,12 @@ class Outbox:
                 self.open = False
 
 
+def _released() -> asyncio.Event:
+    released = asyncio.Event()
+    released.set()
+    return released
+
+
 @dataclass
 class Response:
     """One reply in flight: speculative until ``commit``, then streamed to the client."""
@@ -130,6 +137,10 @@ class Response:
     sent_clauses: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     discarded: bool = False
+    # Cleared while the person speaks over the reply (a backchannel, maybe): audio waits.
+    hold: asyncio.Event = field(default_factory=_released)
+    audio_started: bool = False  # the reply's own audio is ready (after any acknowledgement)
+    acking: bool = False  # an acknowledgement is going out before the reply
 
     @property
     def active(self) -> bool:
@@ -169,6 +180,7 @@ class VoiceSession:
         self.stream_samples = 0  # microphone samples received so far
         self._responses = 0
         self.greeting: str | None = None  # said first, when a known person comes back
+        self.manners = SessionManners(self)
 
     # --- the connection
 
@@ -176,6 +188,7 @@ class VoiceSession:
         await self.out.json(self._session_event("session.created"))
         if self.greeting is not None:
             await start_greeting(self, self.greeting)
+        self.manners.prepare_lines()
         try:
             while self.out.open:
                 message = await self.socket.receive()
@@ -202,6 +215,7 @@ class VoiceSession:
         if self.partial_task is not None:
             self.partial_task.cancel()
             await asyncio.gather(self.partial_task, return_exceptions=True)
+        await self.manners.close()
         current = self.response
         if current is None or current.task is None:
             return
@@ -251,6 +265,7 @@ class VoiceSession:
                 self.voice = self.service.engines.tts.info(message.voice)
             except UnknownVoiceError as exc:
                 raise ProtocolError("unknown_voice", str(exc)) from None
+            self.manners.prepare_lines()
         if message.mode is not None:
             self.mode = message.mode
             self.detector.ends_turns_on_silence = self.mode == "hands_free"
@@ -265,21 +280,34 @@ class VoiceSession:
                 await self.on_speech_started(heard)
             elif isinstance(heard, SpeechPaused):
                 await self.out.json(event("speech.stopped"))
-                if self.mode == "hands_free":
-                    speech_end = self._wall_time(heard.speech_end_sample, arrived)
+                speech_end = self._wall_time(heard.speech_end_sample, arrived)
+                held = self.manners.on_speech_paused(
+                    heard.audio, heard.speech_end_sample, speech_end
+                )
+                if self.mode == "hands_free" and not held:
                     await self.start_voice_turn(heard.audio, speech_end)
-            elif isinstance(heard, TurnEnded) and (self.mode == "hands_free" or heard.forced):
+            elif (
+                isinstance(heard, TurnEnded)
+                and (self.mode == "hands_free" or heard.forced)
+                and not await self.manners.on_turn_ended()
+            ):
                 if heard.forced:
                     limit = self.settings.max_turn_audio_seconds
                     message = f"over {limit:g} s of speech: Eva answers what she heard so far"
                     await self.out.json(event("error", code="turn_too_long", message=message))
                 await self.on_turn_ended(heard, arrived)
+        await self.manners.on_audio()
         self._maybe_partial()
 
     async def on_speech_started(self, heard: SpeechStarted) -> None:
+        # Speech over Eva holds her reply until it is clear whether it was a backchannel
+        # (response.paused goes out first, so the client holds rather than flushes).
+        held = await self.manners.on_speech_started()
         await self.out.json(event("speech.started"))
-        # The person went on after a pause (a speculative reply is moot), or spoke over Eva.
-        await self.interrupt()
+        if not held:
+            # The person went on after a pause (a speculative reply is moot), or spoke over
+            # Eva.
+            await self.interrupt()
 
     async def on_turn_ended(self, ended: TurnEnded, now: float) -> None:
         current = self.response
@@ -334,6 +362,7 @@ class VoiceSession:
     async def _reply(self, response: Response, text: str) -> None:
         sent_first_audio = False
         announced = asyncio.create_task(self._announce(response, text))
+        ack = asyncio.create_task(self.manners.acknowledge(response, text, announced))
         try:
             events = self.service.reply(
                 self.session_id,
@@ -351,6 +380,7 @@ class VoiceSession:
                     if not sent_first_audio:
                         sent_first_audio = True
                         self._mark_first_audio(response)
+                        await self.manners.before_first_audio(response, ack)
                     sent = await self._send_paced(item.pcm, item.sample_rate, response)
                     response.record_sent(item.text, sent)
                 elif isinstance(item, TurnDone):
@@ -364,11 +394,31 @@ class VoiceSession:
                             timings=item.timings,
                         )
                     )
+                    self.manners.reply_finished(response, item.interrupted)
         except EngineError as exc:
             self.service.stats.count_error("/ws")
             await self.out.json(event("error", code="backend_unavailable", message=str(exc)))
         finally:
             announced.cancel()
+            ack.cancel()
+
+    async def say_line(self, response: Response, text: str, pcm: Int16Audio, purpose: str) -> None:
+        """A line of Eva's own outside any turn (a re-engagement): sent like a reply, with
+        ``purpose`` on its events, and not stored (it answers nothing the person said)."""
+        await self.out.json(event("response.created", response_id=response.id, purpose=purpose))
+        await self.out.json(event("response.text.delta", text=text))
+        sent = await self._send_paced(pcm, self.voice.sample_rate, response)
+        interrupted = sent < 1
+        await self.out.json(
+            event(
+                "response.done",
+                response_id=response.id,
+                text=text if not interrupted else "",
+                interrupted=interrupted,
+                purpose=purpose,
+                timings={},
+            )
+        )
 
     async def _announce(self, response: Response, text: str) -> None:
         """Once the turn is committed: the person's final words, then Eva's reply begins."""
@@ -397,6 +447,7 @@ class VoiceSession:
         barge-in stopped it part-way)."""
         frame = max(1, rate * AUDIO_FRAME_MS // 1000)
         for start in range(0, len(pcm), frame):
+            await response.hold.wait()  # released at once by a barge-in
             if response.stop_audio.is_set() or not self.out.open:
                 return start / len(pcm)
             now = time.monotonic()
@@ -417,6 +468,7 @@ class VoiceSession:
     async def barge_in(self, response: Response) -> None:
         """The person spoke over Eva: stop the audio now, and the reply behind it."""
         response.stop_audio.set()
+        response.hold.set()
         response.control.cancel()
         self.playhead = time.monotonic()
 
@@ -426,7 +478,9 @@ class VoiceSession:
         current = self.response
         if current is None or not current.active:
             return
-        if current.committed.is_set():
+        if self.manners.paused is current:
+            await self.manners.cancel_pause()
+        elif current.committed.is_set():
             await self.barge_in(current)
         else:
             await self._discard(current)
@@ -435,6 +489,7 @@ class VoiceSession:
         response.discarded = True
         response.control.cancel()
         response.stop_audio.set()
+        response.hold.set()
         if response.task is not None:
             response.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -62,6 +62,7 @@ const app = {
   holding: false, // push-to-talk button or space bar held
   awaitingReply: false, // the person's turn ended; Eva has not answered yet
   responding: false, // between response.created and response.done
+  held: false, // between response.paused and response.resumed/cancelled (see docs/protocol.md)
   // After a barge-in, audio of the stopped reply may still be on the wire; it is dropped
   // until the next response.created, which the server sends before any reply's audio.
   dropAudio: false,
@@ -128,7 +129,7 @@ Object.defineProperty(window, "evaDebug", {
 
 function currentState() {
   if (!connection.open) return app.everConnected ? "reconnecting" : "connecting";
-  if (app.player && app.player.playing) return "speaking";
+  if (app.player && app.player.playing && !app.held) return "speaking";
   if (app.holding || app.personSpeaking) return "hearing";
   if (app.responding || app.awaitingReply) return "thinking";
   if (!app.microphone || !app.microphone.isOpen) return "idle";
@@ -174,7 +175,21 @@ function handleEvent(event) {
     case "speech.started":
       app.personSpeaking = true;
       app.awaitingReply = false;
-      bargeIn(); // the person talks over Eva: the server stops her, and so do we, at once
+      // The person talks over Eva: she stops at once. A reply the server holds (sent
+      // response.paused just before) is kept, in case this is only "mm-hm".
+      if (!app.held) bargeIn();
+      break;
+    case "response.paused":
+      app.held = true;
+      if (app.player) app.player.hold();
+      break;
+    case "response.resumed":
+      app.held = false;
+      if (app.player) app.player.release();
+      break;
+    case "response.cancelled":
+      app.held = false;
+      bargeIn();
       break;
     case "speech.stopped":
       app.personSpeaking = false;
@@ -277,6 +292,7 @@ function handleDisconnect(retryInSeconds, closeCode) {
       setTimeout(() => connection.connect(), 1000),
     );
   }
+  app.held = false;
   if (app.player) app.player.flush();
   app.personSpeaking = false;
   app.awaitingReply = false;
@@ -291,6 +307,7 @@ function handleDisconnect(retryInSeconds, closeCode) {
 // Eva stops talking now: what is scheduled is silenced, and what is still on its way from
 // the stopped reply is dropped.
 function bargeIn() {
+  app.held = false;
   if (app.responding || (app.player && app.player.playing)) app.dropAudio = true;
   if (app.player && app.player.playing) app.player.flush();
 }
@@ -583,14 +600,31 @@ async function loadVoices() {
   }
   const chosen = ui.voice.value;
   ui.voice.replaceChildren();
+  // Every voice the server has, grouped by language ("en", "fr", ...), in its order.
+  const groups = new Map();
   for (const voice of voices) {
+    const language = (voice.language || "other").split("-")[0].toLowerCase();
+    if (!groups.has(language)) {
+      const group = document.createElement("optgroup");
+      group.label = languageName(language);
+      groups.set(language, group);
+      ui.voice.append(group);
+    }
     const option = new Option(voiceLabel(voice), voice.id);
     option.dataset.default = String(voice.default);
-    ui.voice.append(option);
+    groups.get(language).append(option);
   }
   const fallback = voices.find((voice) => voice.default);
   ui.voice.value = chosen || connection.voice || (fallback ? fallback.id : "");
   ui.voice.disabled = false;
+}
+
+function languageName(code) {
+  try {
+    return new Intl.DisplayNames([navigator.language || "en"], { type: "language" }).of(code);
+  } catch {
+    return code; // an unknown code, or no Intl.DisplayNames: the code itself
+  }
 }
 
 function voiceLabel(voice) {

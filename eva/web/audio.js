@@ -27,6 +27,7 @@ export class Player {
     this.secondsScheduled = 0;
     this.secondsPlayed = 0; // what played to its end, not cut by a barge-in
     this.flushes = 0; // barge-ins that actually silenced something
+    this.held = null; // while the server holds the reply (response.paused): what is unplayed
   }
 
   // Schedules one chunk of PCM16 little-endian mono right after the previous one.
@@ -37,7 +38,14 @@ export class Player {
     const buffer = this.context.createBuffer(1, pcm.length, this.sampleRate);
     const channel = buffer.getChannelData(0);
     for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 0x8000;
+    if (this.held) {
+      this.held.push({ buffer, offset: 0 });
+      return;
+    }
+    this.schedule(buffer, 0);
+  }
 
+  schedule(buffer, offset) {
     const now = this.context.currentTime;
     // After a gap (first chunk, or the buffer ran dry) restart with a fresh cushion;
     // otherwise butt the chunk against the previous one so there are no clicks.
@@ -46,10 +54,41 @@ export class Player {
     source.buffer = buffer;
     source.connect(this.output);
     source.onended = () => this.finished(source);
-    source.start(this.nextStartTime);
+    source.start(this.nextStartTime, offset);
+    source.startsAt = this.nextStartTime - offset; // when its sample 0 would play
     this.sources.add(source);
-    this.nextStartTime += buffer.duration;
-    this.secondsScheduled += buffer.duration;
+    this.nextStartTime += buffer.duration - offset;
+    this.secondsScheduled += buffer.duration - offset;
+  }
+
+  // The person speaks over Eva (response.paused): stop the sound now but keep what has not
+  // played yet, including chunks that still arrive, in case it was only "mm-hm".
+  hold() {
+    if (this.held) return;
+    const now = this.context.currentTime;
+    const sources = [...this.sources].sort((a, b) => a.startsAt - b.startsAt);
+    this.held = [];
+    this.sources.clear();
+    for (const source of sources) {
+      const offset = Math.max(0, now - source.startsAt);
+      if (offset < source.buffer.duration) this.held.push({ buffer: source.buffer, offset });
+      source.onended = null;
+      try {
+        source.stop();
+      } catch {
+        // never started: silent anyway
+      }
+      source.disconnect();
+    }
+    this.nextStartTime = 0;
+  }
+
+  // It was a backchannel (response.resumed): play on from where Eva was held.
+  release() {
+    const held = this.held || [];
+    this.held = null;
+    for (const { buffer, offset } of held) this.schedule(buffer, offset);
+    if (this.sources.size === 0) this.onIdle();
   }
 
   takeWholeSamples(bytes) {
@@ -74,11 +113,13 @@ export class Player {
   }
 
   get playing() {
-    return this.sources.size > 0;
+    return this.sources.size > 0 || this.held !== null;
   }
 
   // Barge-in: silence everything scheduled, at once, and start the next reply afresh.
   flush() {
+    const wasHeld = this.held !== null && this.held.length > 0;
+    this.held = null;
     const sources = [...this.sources];
     this.sources.clear();
     for (const source of sources) {
@@ -92,7 +133,7 @@ export class Player {
     }
     this.nextStartTime = 0;
     this.leftover = null;
-    if (sources.length > 0) {
+    if (sources.length > 0 || wasHeld) {
       this.flushes += 1;
       this.onIdle();
     }

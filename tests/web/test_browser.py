@@ -364,6 +364,9 @@ def test_speaking_over_eva_stops_her_voice_at_once(
 ) -> None:
     eva = EvaPage(launch(microphone=spoken_question_at_once), server.base_url)
     eva.send_typed("Please tell me a long story about a lighthouse keeper and a seagull.")
+    # The reply itself is playing, not only a short acknowledgement ("Mm.", half a second)
+    # that a slow reply starts with.
+    eva.wait_until("window.evaDebug.audioSecondsScheduled > 1.5")
     eva.wait_for_state("speaking")
     # The microphone opens now; a moment later the question talks over Eva.
     eva.page.get_by_role("button", name="Start").click()
