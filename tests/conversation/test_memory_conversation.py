@@ -88,7 +88,8 @@ async def test_a_fact_told_in_one_session_is_recalled_in_the_next_session_of_tha
     await say(service, again.id, "Do you remember what my name is?")
     assert "Their name is Ana." in recording.system
     assert "visit their sister next week" in recording.system
-    assert recording.prompts[-1][1] == ChatMessage("assistant", greeting)
+    first_history = 1 + len(service.persona.examples)  # after the persona's examples
+    assert recording.prompts[-1][first_history] == ChatMessage("assistant", greeting)
 
     third = await service.open_session(None, "ana")
     assert await service.greeting(third.id, "ana") == "Welcome back, Ana! How have you been?"
