@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_audio_seconds: float = 60.0
 
+    # --- faults (docs/hardening.md)
+    # A /ws client that has not read what it was sent for this long is dropped (close code
+    # 4408): past a few seconds its audio is long out of step, and its session is freed.
+    ws_send_stall_s: float = 10.0
+
     @field_validator("llm_backends", "tts_backends", "piper_voices", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -19,8 +19,8 @@ from eva.conversation.turn import TextDelta, TurnDone
 from eva.engines.base import EngineError
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
+from eva.server.outbox import Outbox
 from eva.server.ws_protocol import ProtocolError
-from eva.server.ws_voice import Outbox
 from eva.store.sqlite import UnknownSessionError
 
 
@@ -28,7 +28,7 @@ def parse_chat_message(raw: str) -> tuple[str, str | None] | None:
     """(message, session_id), or None for a ping. Plain text is a message."""
     try:
         data: Any = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, over-long integers, absurd nesting
         return raw, None  # the old clients send bare text
     if not isinstance(data, dict):
         return raw, None  # a bare JSON string or number is still just text
@@ -45,7 +45,7 @@ def parse_chat_message(raw: str) -> tuple[str, str | None] | None:
 
 async def chat_endpoint(socket: WebSocket) -> None:
     await socket.accept()
-    out = Outbox(socket)
+    out = Outbox(socket, socket.app.state.settings.ws_send_stall_s)
     service: Conversation | None = socket.app.state.conversation
     if service is None:
         await out.json({"type": "error", "code": "not_ready", "message": "Eva is still loading"})

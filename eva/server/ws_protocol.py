@@ -60,7 +60,7 @@ KNOWN_EVENTS = ("text", "interrupt", "session.update", "input_audio.commit", "pi
 def parse_event(raw: str, max_text_chars: int) -> ClientEvent:
     try:
         data: Any = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also an integer of over 4300 digits
         raise ProtocolError("invalid_json", "a text frame must be one JSON object") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_event", "a text frame must be a JSON object")
