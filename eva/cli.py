@@ -17,6 +17,12 @@ def _say_progress(message: str) -> None:
     print(f"  {message}", flush=True)
 
 
+# On SIGTERM uvicorn stops accepting, closes open WebSockets (1012) and waits for requests
+# in flight; a turn stops at its next token or clause and is stored, in a second or two.
+# This bounds a stuck one, so that `eva serve` always exits within 10 s (docs/hardening.md).
+_GRACEFUL_SHUTDOWN_S = 7
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -37,6 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="warning",
         access_log=False,
         ws_max_size=1 << 20,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
     )
     return 0
 
