@@ -1,4 +1,4 @@
-"""The ``eva`` command: serve, say, chat, bench."""
+"""The ``eva`` command: serve, say, chat, bench, loadtest."""
 
 from __future__ import annotations
 
@@ -128,6 +128,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from eva.bench.load import main as load_main
+
+    return load_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eva", description="Eva, a voice companion.")
     parser.add_argument("--version", action="version", version=f"eva {__version__}")
@@ -152,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure latency against a server")
     add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+
+    from eva.bench.load import add_arguments as add_load_arguments
+
+    loadtest = commands.add_parser("loadtest", help="many concurrent /ws sessions for minutes")
+    add_load_arguments(loadtest)
+    loadtest.set_defaults(func=cmd_loadtest)
     return parser
 
 
