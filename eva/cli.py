@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from eva.server.app import create_app
+    from eva.server.listen import listening_socket
 
     settings = Settings(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     url = f"http://{settings.host}:{settings.port}"
@@ -36,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Eva is ready and listening on {url}  (API docs: {url}/docs)", flush=True)
 
     app = create_app(settings, progress=_say_progress, on_ready=ready)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -45,6 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_max_size=1 << 20,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
     )
+    # Our own listening socket: it caps each connection's send buffer (eva/server/listen.py).
+    uvicorn.Server(config).run(sockets=[listening_socket(settings.host, settings.port)])
     return 0
 
 

@@ -28,7 +28,7 @@ log = logging.getLogger("eva.ws")
 CLOSE_SLOW_CLIENT = 4408
 # How long the close frame of a dropped client may wait for its buffer to drain: a client
 # that reads again gets it; one that never reads does not hold the session any longer.
-_CLOSE_GRACE_S = 5.0
+_CLOSE_GRACE_S = 10.0
 
 
 class Outbox:
@@ -96,8 +96,10 @@ class Outbox:
         self._closer = asyncio.create_task(self._close_slow())
 
     async def _close_slow(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(
                 self.socket.close(CLOSE_SLOW_CLIENT, "the client did not read for too long"),
                 _CLOSE_GRACE_S,
             )
+        except (TimeoutError, Exception) as exc:  # it never read again, or it left
+            log.debug("the close frame to a dropped client was not sent: %r", exc)
