@@ -71,6 +71,10 @@ async def chat_endpoint(socket: WebSocket) -> None:
                 text = text.strip()
                 if not text:
                     raise ProtocolError("empty_message", "the message is empty")
+                try:  # JSON can escape a lone surrogate, which no model can take
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ProtocolError("invalid_message", "not valid Unicode") from None
                 if len(text) > service.settings.max_message_chars:
                     raise ProtocolError("message_too_long", "the message is too long")
                 session = await service.open_session(session_id or current_session, user_id)

@@ -79,6 +79,10 @@ def parse_event(raw: str, max_text_chars: int) -> ClientEvent:
         event.text = event.text.strip()
         if not event.text:
             raise ProtocolError("empty_text", "the text is empty")
+        try:  # JSON can escape a lone surrogate, which no model or voice can take
+            event.text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError("invalid_text", "the text is not valid Unicode") from None
         if len(event.text) > max_text_chars:
             raise ProtocolError(
                 "text_too_long",

@@ -328,6 +328,10 @@ class VoiceSession:
         except EngineError as exc:
             self.service.stats.count_error("/ws")
             await self.out.json(event("error", code="backend_unavailable", message=str(exc)))
+        except Exception:  # a bug must not leave the client waiting for a reply forever
+            log.exception("a reply failed")
+            self.service.stats.count_error("/ws")
+            await self.out.json(event("error", code="internal_error", message="the reply failed"))
         finally:
             announced.cancel()
 

@@ -59,7 +59,7 @@ event_dicts = st.fixed_dictionaries(
 @given(raw=st.text(max_size=2000) | json_values.map(json.dumps) | event_dicts.map(json.dumps))
 @example(raw='{"type": "ping", "n": ' + "1" * 5000 + "}")  # int() refuses over 4300 digits
 @example(raw="[" * 100_000)  # deeper than the JSON decoder's recursion limit
-@example(raw='{"type": "text", "text": "\\ud800"}')  # a lone surrogate
+@example(raw='{"type": "text", "text": "\\ud800"}')  # a lone surrogate: invalid_text
 @settings(max_examples=400, deadline=None)
 def test_parse_event_returns_an_event_or_raises_protocol_error(raw: str) -> None:
     try:
@@ -68,6 +68,8 @@ def test_parse_event_returns_an_event_or_raises_protocol_error(raw: str) -> None
         assert exc.code and exc.message
         return
     assert parsed.type in KNOWN_EVENTS
+    if parsed.type == "text":  # what reaches the models is text they can take
+        parsed.text.encode("utf-8")  # type: ignore[union-attr]
 
 
 @given(raw=st.text(max_size=2000) | json_values.map(json.dumps) | event_dicts.map(json.dumps))
@@ -137,6 +139,7 @@ text_frames = st.one_of(
             '{"type": "session.update", "mode": "push_to_talk"}',
             '{"type": "session.update", "voice": "nobody"}',
             '{"type": "text", "text": "Say hello."}',
+            '{"type": "text", "text": "Hi \\udc00 there"}',
         ]
     ),
 )
@@ -197,6 +200,7 @@ _DOCUMENTED_ERRORS = {
     "unknown_event",
     "empty_text",
     "text_too_long",
+    "invalid_text",
     "invalid_audio",
     "frame_too_large",
     "unknown_voice",
