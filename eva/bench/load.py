@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import websockets
 
@@ -302,6 +303,9 @@ async def run_load(
     sampler.cancel()
     await asyncio.gather(sampler, return_exceptions=True)
     failures = typed.failures + voiced.failures + idle_failures
+    async with httpx.AsyncClient(timeout=30) as http:  # the server's own view of the stages
+        base = url.replace("ws://", "http://").removesuffix("/ws")
+        server_stats = (await http.get(f"{base}/stats")).json()
     return {
         "sessions": {"typed": sessions, "voice": voice_sessions, "idle": idle},
         "duration_s": duration_s,
@@ -323,6 +327,8 @@ async def run_load(
             "done_ms": summary(voiced.done_ms),
         },
         "server_rss": memory_report(rss),
+        "server_stages": server_stats.get("stages", {}),
+        "server_errors": server_stats.get("errors", {}),
     }
 
 

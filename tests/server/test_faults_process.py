@@ -87,8 +87,8 @@ async def test_sigterm_during_a_turn_closes_sessions_stores_the_turn_and_exits_w
     assert "Traceback" not in served.log_tail(), served.log_tail()
 
 
-_KILL_AFTER_DONE_TURNS = 8
-_CLIENTS = 4
+_KILL_AFTER_DONE_TURNS = 6
+_CLIENTS = 3
 
 
 async def _chatter(url: str, client: int, delivered: list[tuple[str, str, str]]) -> None:

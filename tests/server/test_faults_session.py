@@ -138,11 +138,11 @@ def test_chat_stream_backend_failure_mid_reply_is_an_error_event_and_the_session
 
 # --- clients that vanish mid-reply
 
-_VANISH_CYCLES = 25
+_VANISH_CYCLES = 20
 _WARM_UP_CYCLES = 3
 _SETTLE_S = 20.0
 # A leaked session (its VAD stream, detector buffers, reply task and events) weighs well
-# over 50 KB; 25 of them would be far over this. What remains is the bounded stats windows.
+# over 50 KB; 20 of them would be far over this. What remains is the bounded stats windows.
 _MAX_GROWTH_BYTES = 512 * 1024
 
 

@@ -17,8 +17,8 @@ from tests.support import ServerThread
 # The operations that run a whole reply (LLM, and TTS or STT): a few examples each keep the
 # test around a minute on two cores; the rest are cheap and get more.
 _REPLYING = re.compile("^/(chat|chat/stream|voice)$")
-_REPLYING_EXAMPLES = 4
-_CHEAP_EXAMPLES = 25
+_REPLYING_EXAMPLES = 3
+_CHEAP_EXAMPLES = 15
 _CHECKS = [not_a_server_error, response_schema_conformance]
 _CONFIG = {"request-timeout": 120}
 
