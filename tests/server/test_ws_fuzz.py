@@ -221,7 +221,9 @@ def test_random_frame_sequences_never_break_a_session_or_the_server(
 ) -> None:
     url = fuzz_server.base_url.replace("http", "ws") + "/ws"
     errors = _ErrorLog()
-    logging.getLogger().addHandler(errors)
+    watched = [logging.getLogger(), logging.getLogger("uvicorn")]  # uvicorn does not propagate
+    for logger in watched:
+        logger.addHandler(errors)
     tried = {"cases": 0, "frames": 0}
     lock = threading.Lock()
 
@@ -241,7 +243,8 @@ def test_random_frame_sequences_never_break_a_session_or_the_server(
     try:
         fuzz()
     finally:
-        logging.getLogger().removeHandler(errors)
+        for logger in watched:
+            logger.removeHandler(errors)
     print(f"\n/ws fuzz: {tried['cases']} sequences, {tried['frames']} frames")
     assert not errors.records, [r.getMessage() for r in errors.records]
     # and after all that, a whole typed turn on a fresh session
