@@ -108,7 +108,7 @@ class Settings(BaseSettings):
 
     # --- faults (docs/hardening.md)
     # A /ws client that has not read what it was sent for this long is dropped (close code
-    # 4408): past a few seconds its audio is long out of step, and its session is freed.
+    # 4507): past a few seconds its audio is long out of step, and its session is freed.
     ws_send_stall_s: float = 10.0
 
     @field_validator("llm_backends", "tts_backends", "piper_voices", mode="before")

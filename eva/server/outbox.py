@@ -23,9 +23,9 @@ from eva.engines.base import Int16Audio
 
 log = logging.getLogger("eva.ws")
 
-# A private close code: the client did not read what it was sent for too long (by analogy
-# with HTTP 408, Request Timeout).
-CLOSE_SLOW_CLIENT = 4408
+# A private close code: the client did not read what it was sent for too long, and its send
+# buffer stayed full (by analogy with HTTP 507, Insufficient Storage).
+CLOSE_SLOW_CLIENT = 4507
 # How long the close frame of a dropped client may wait for its buffer to drain: a client
 # that reads again gets it; one that never reads does not hold the session any longer.
 _CLOSE_GRACE_S = 10.0

@@ -1,6 +1,6 @@
 """Faults within a session, on a real server with the real models: a backend that fails
 mid-reply, clients that vanish mid-reply (nothing may leak), and a client that stops
-reading (dropped with close code 4408, others unaffected)."""
+reading (dropped with close code 4507, others unaffected)."""
 
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ class _ListeningServer(ServerThread):
         )
 
 
-async def test_a_client_that_stops_reading_is_dropped_with_4408_and_others_are_not_slowed(
+async def test_a_client_that_stops_reading_is_dropped_with_4507_and_others_are_not_slowed(
     engines: Engines, tmp_path: Path
 ) -> None:
     # A reply long enough to fill the capped buffers of a client that does not read.
