@@ -1,4 +1,4 @@
-"""The ``eva`` command: serve, say, chat, bench."""
+"""The ``eva`` command: serve, say, chat, bench, loadtest."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from eva.server.app import create_app
+    from eva.server.listen import listening_socket
     from eva.server.serving import check_exposure, configure_logging, startup_line, uvicorn_options
 
     settings = Settings(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
@@ -34,7 +35,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_logging()
     app = create_app(settings, progress=_say_progress, on_ready=ready)
-    uvicorn.run(app, **uvicorn_options(settings))
+    config = uvicorn.Config(app, **uvicorn_options(settings))
+    # Our own listening socket: it caps each connection's send buffer (eva/server/listen.py).
+    uvicorn.Server(config).run(sockets=[listening_socket(settings.host, settings.port)])
     return 0
 
 
@@ -127,6 +130,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from eva.bench.load import main as load_main
+
+    return load_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eva", description="Eva, a voice companion.")
     parser.add_argument("--version", action="version", version=f"eva {__version__}")
@@ -154,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure latency against a server")
     add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+
+    from eva.bench.load import add_arguments as add_load_arguments
+
+    loadtest = commands.add_parser("loadtest", help="many concurrent /ws sessions for minutes")
+    add_load_arguments(loadtest)
+    loadtest.set_defaults(func=cmd_loadtest)
     return parser
 
 

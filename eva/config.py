@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     # there?"); 0 turns it off.
     reengage_after_s: float = Field(20.0, ge=0)
 
+    # --- faults (docs/hardening.md)
+    # A /ws client that has not read what it was sent for this long is dropped (close code
+    # 4507): past a few seconds its audio is long out of step, and its session is freed.
+    ws_send_stall_s: float = 10.0
+
     @field_validator(
         "llm_backends",
         "tts_backends",

@@ -24,6 +24,11 @@ def checked_text(text: str, limit: int, field: str = "message") -> str:
     stripped = text.strip()
     if not stripped:
         raise ApiError(400, f"empty_{field}", f"the {field} is empty")
+    if not stripped.isascii():
+        try:  # JSON can escape a lone surrogate, which no model or voice can take
+            stripped.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, f"invalid_{field}", f"the {field} is not valid Unicode") from None
     if len(stripped) > limit:
         raise ApiError(
             413, f"{field}_too_long", f"the {field} has {len(stripped)} characters; at most {limit}"

@@ -53,6 +53,12 @@ def startup_line(settings: Settings) -> str:
     return f"Eva listens on {where}; no API key required ({scope})"
 
 
+# On SIGTERM uvicorn stops accepting, closes open WebSockets (1012) and waits for requests
+# in flight; a turn stops at its next token or clause and is stored, in a second or two.
+# This bounds a stuck one, so that `eva serve` always exits within 10 s (docs/hardening.md).
+GRACEFUL_SHUTDOWN_S = 7
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``."""
     return {
@@ -65,6 +71,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
         "ws_ping_interval": settings.ws_ping_interval_s,
         "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
 
 

@@ -20,8 +20,8 @@ from eva.engines.base import EngineError
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
 from eva.server.limits import rate_limited
+from eva.server.outbox import Outbox
 from eva.server.ws_protocol import ProtocolError
-from eva.server.ws_voice import Outbox
 from eva.store.sqlite import UnknownSessionError
 
 
@@ -29,7 +29,7 @@ def parse_chat_message(raw: str) -> tuple[str, str | None] | None:
     """(message, session_id), or None for a ping. Plain text is a message."""
     try:
         data: Any = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, over-long integers, absurd nesting
         return raw, None  # the old clients send bare text
     if not isinstance(data, dict):
         return raw, None  # a bare JSON string or number is still just text
@@ -46,7 +46,7 @@ def parse_chat_message(raw: str) -> tuple[str, str | None] | None:
 
 async def chat_endpoint(socket: WebSocket) -> None:
     await socket.accept()
-    out = Outbox(socket)
+    out = Outbox(socket, socket.app.state.settings.ws_send_stall_s)
     service: Conversation | None = socket.app.state.conversation
     if service is None:
         await out.json({"type": "error", "code": "not_ready", "message": "Eva is still loading"})
@@ -72,6 +72,10 @@ async def chat_endpoint(socket: WebSocket) -> None:
                 text = text.strip()
                 if not text:
                     raise ProtocolError("empty_message", "the message is empty")
+                try:  # JSON can escape a lone surrogate, which no model can take
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ProtocolError("invalid_message", "not valid Unicode") from None
                 if len(text) > service.settings.max_message_chars:
                     raise ProtocolError("message_too_long", "the message is too long")
                 wait = rate_limited(socket)

@@ -60,7 +60,7 @@ KNOWN_EVENTS = ("text", "interrupt", "session.update", "input_audio.commit", "pi
 def parse_event(raw: str, max_text_chars: int) -> ClientEvent:
     try:
         data: Any = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also an integer of over 4300 digits
         raise ProtocolError("invalid_json", "a text frame must be one JSON object") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_event", "a text frame must be a JSON object")
@@ -79,6 +79,10 @@ def parse_event(raw: str, max_text_chars: int) -> ClientEvent:
         event.text = event.text.strip()
         if not event.text:
             raise ProtocolError("empty_text", "the text is empty")
+        try:  # JSON can escape a lone surrogate, which no model or voice can take
+            event.text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError("invalid_text", "the text is not valid Unicode") from None
         if len(event.text) > max_text_chars:
             raise ProtocolError(
                 "text_too_long",

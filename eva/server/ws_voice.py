@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -44,6 +43,7 @@ from eva.engines.voices import UnknownVoiceError
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
 from eva.server.limits import rate_limited
+from eva.server.outbox import Outbox
 from eva.server.ws_greeting import start_greeting, wants_greeting
 from eva.server.ws_manners import SessionManners
 from eva.server.ws_protocol import (
@@ -89,33 +89,6 @@ def listener_config(settings: Settings) -> ListenerConfig:
         end_of_turn_ms=settings.end_of_turn_ms,
         max_utterance_s=settings.max_turn_audio_seconds,
     )
-
-
-class Outbox:
-    """All sends to one socket, serialised; a vanished client makes them no-ops."""
-
-    def __init__(self, socket: WebSocket) -> None:
-        self.socket = socket
-        self.open = True
-        self._lock = asyncio.Lock()
-
-    async def json(self, data: dict[str, Any]) -> None:
-        await self._send(text=json.dumps(data, ensure_ascii=False))
-
-    async def audio(self, pcm: Int16Audio) -> None:
-        await self._send(data=pcm.astype("<i2").tobytes())
-
-    async def _send(self, text: str | None = None, data: bytes | None = None) -> None:
-        if not self.open:
-            return
-        async with self._lock:
-            try:
-                if text is not None:
-                    await self.socket.send_text(text)
-                else:
-                    await self.socket.send_bytes(data or b"")
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self.open = False
 
 
 def _released() -> asyncio.Event:
@@ -169,7 +142,7 @@ class VoiceSession:
         self.session_id = session_id
         self.voice = service.engines.tts.info(voice_id)
         self.mode = "hands_free"
-        self.out = Outbox(socket)
+        self.out = Outbox(socket, self.settings.ws_send_stall_s)
         self.detector = TurnDetector(
             service.engines.vad.new_stream(), listener_config(self.settings)
         )
@@ -191,8 +164,8 @@ class VoiceSession:
         self.manners.prepare_lines()
         try:
             while self.out.open:
-                message = await self.socket.receive()
-                if message["type"] == "websocket.disconnect":
+                message = await self.out.receive()
+                if message is None or message["type"] == "websocket.disconnect":
                     break
                 try:
                     if message.get("bytes") is not None:
@@ -206,6 +179,7 @@ class VoiceSession:
         finally:
             self.out.open = False
             await self.close()
+            await self.out.close()
 
     async def close(self) -> None:
         """Stop every piece of work this session started, and wait until it has stopped.
@@ -398,6 +372,10 @@ class VoiceSession:
         except EngineError as exc:
             self.service.stats.count_error("/ws")
             await self.out.json(event("error", code="backend_unavailable", message=str(exc)))
+        except Exception:  # a bug must not leave the client waiting for a reply forever
+            log.exception("a reply failed")
+            self.service.stats.count_error("/ws")
+            await self.out.json(event("error", code="internal_error", message="the reply failed"))
         finally:
             announced.cancel()
             ack.cancel()

@@ -1,0 +1,423 @@
+"""``eva loadtest``: many concurrent /ws sessions against one server, for minutes.
+
+Typed sessions send a turn, read the whole reply (text and paced audio) and, after a short
+think time, send the next one. The mixed form adds voice sessions that stream a spoken
+question at real-time pace like a microphone (and silence while Eva answers), and idle
+connections that only have to stay open. Every message is made for this run (a nonce in
+each), so no cache can have seen it.
+
+Reported: turns done, failures (any ``error`` event, a disconnect, or a turn over its
+timeout), latency percentiles from the client's side (first text, first audio, done), and
+the server's resident memory sampled over time (when the harness started the server).
+At the end of the run, turns still in flight are interrupted (not failures: counted as
+``cut_at_end``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import websockets
+
+from eva.bench.serve_process import ServedEva, rss_bytes
+from eva.stats import percentile
+
+FRAME_SAMPLES = 640  # 40 ms of 16 kHz microphone audio, what a browser worklet sends
+# A turn waits behind every other session's turn for the one LLM thread: with 50 sessions
+# on two cores that is minutes, so only a reply that never comes is a failure.
+TURN_TIMEOUT_S = 300.0
+# How long the end of the run waits for interrupted turns to say response.done.
+_DRAIN_TIMEOUT_S = 60.0
+# A person reads or listens before typing again.
+THINK_S = (1.0, 4.0)
+RSS_EVERY_S = 1.0
+_CONNECT_TIMEOUT_S = 60.0
+
+_TOPICS = ["the sea", "a garden", "old trains", "winter", "bread", "music", "a lost cat"]
+_ASKS = ["Say one kind thing about", "Tell me a short fact about", "What do you like about"]
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    cut_at_end: int = 0
+    failures: list[str] = field(default_factory=list)
+    first_text_ms: list[float] = field(default_factory=list)
+    first_audio_ms: list[float] = field(default_factory=list)
+    done_ms: list[float] = field(default_factory=list)
+
+
+class _Session:
+    """One /ws connection whose reader sorts what arrives into the turn being waited for."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.events: asyncio.Queue[tuple[float, str, dict[str, Any]]] = asyncio.Queue()
+
+    @classmethod
+    async def open(cls, url: str) -> _Session:
+        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+            socket = await websockets.connect(url, max_size=2**24, open_timeout=None)
+            session = cls(socket)
+            created = json.loads(await socket.recv())
+        if created.get("type") != "session.created":
+            raise RuntimeError(f"unexpected first event {created}")
+        return session
+
+    async def read(self) -> None:
+        try:
+            async for message in self.socket:
+                now = time.monotonic()
+                if isinstance(message, bytes):
+                    self.events.put_nowait((now, "audio", {}))
+                else:
+                    event = json.loads(message)
+                    self.events.put_nowait((now, event["type"], event))
+        except websockets.ConnectionClosed:
+            pass
+        self.events.put_nowait((time.monotonic(), "closed", {}))
+
+    async def reply(self, since: float, tally: Tally, deadline: float) -> bool:
+        """Read one reply to its response.done; False when the run ended first."""
+        first_text = first_audio = None
+        async with asyncio.timeout(TURN_TIMEOUT_S):
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    at, kind, event = await asyncio.wait_for(self.events.get(), max(remaining, 0))
+                except TimeoutError:
+                    return False
+                if kind == "response.text.delta" and first_text is None:
+                    first_text = at
+                elif kind == "audio" and first_audio is None:
+                    first_audio = at
+                elif kind == "error":
+                    raise RuntimeError(f"error event {event.get('code')}: {event.get('message')}")
+                elif kind == "closed":
+                    raise RuntimeError(f"disconnected (close code {self.socket.close_code})")
+                elif kind == "response.done":
+                    tally.done += 1
+                    tally.done_ms.append((at - since) * 1000)
+                    for stamp, values in ((first_text, tally.first_text_ms),
+                                          (first_audio, tally.first_audio_ms)):  # fmt: skip
+                        if stamp is not None:
+                            values.append((stamp - since) * 1000)
+                    return True
+
+    async def drain(self, tally: Tally) -> None:
+        """The run is over: stop the reply in flight and wait for its response.done."""
+        await self.socket.send(json.dumps({"type": "interrupt"}))
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            while True:
+                _, kind, _ = await self.events.get()
+                if kind == "closed":
+                    raise RuntimeError("disconnected while stopping")
+                if kind == "response.done":
+                    tally.cut_at_end += 1
+                    return
+
+    async def close(self) -> None:
+        await self.socket.close()
+
+
+async def typed_session(url: str, index: int, until: float, tally: Tally, nonce: str) -> None:
+    rng = random.Random(f"{nonce}-{index}")
+    try:
+        session = await _Session.open(url)
+    except (OSError, TimeoutError, RuntimeError, websockets.WebSocketException) as exc:
+        tally.failures.append(f"typed {index}: connect: {exc!r}")
+        return
+    reader = asyncio.create_task(session.read())
+    try:
+        turn = 0
+        while time.monotonic() < until:
+            text = f"{rng.choice(_ASKS)} {rng.choice(_TOPICS)} ({nonce} {index}.{turn})."
+            sent = time.monotonic()
+            await session.socket.send(json.dumps({"type": "text", "text": text}))
+            if not await session.reply(sent, tally, until):
+                await session.drain(tally)
+                break
+            turn += 1
+            await asyncio.sleep(min(rng.uniform(*THINK_S), max(0.0, until - time.monotonic())))
+    except (RuntimeError, TimeoutError, websockets.WebSocketException, OSError) as exc:
+        tally.failures.append(f"typed {index}: {exc!r}")
+    finally:
+        with contextlib.suppress(Exception):
+            await session.close()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _stream(socket: Any, pcm: np.ndarray) -> float:
+    """Send ``pcm`` at real-time pace in 40 ms frames; returns when the last one went."""
+    started = time.monotonic()
+    for index, start in enumerate(range(0, len(pcm), FRAME_SAMPLES)):
+        await socket.send(pcm[start : start + FRAME_SAMPLES].astype("<i2").tobytes())
+        due = started + (index + 1) * FRAME_SAMPLES / 16000
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+    return time.monotonic()
+
+
+async def _silence_forever(socket: Any) -> None:
+    """A live microphone keeps sending while Eva answers."""
+    with contextlib.suppress(websockets.ConnectionClosed):
+        while True:
+            await _stream(socket, np.zeros(16000, np.int16))
+
+
+async def voice_session(
+    url: str, index: int, until: float, tally: Tally, utterances: list[np.ndarray]
+) -> None:
+    try:
+        session = await _Session.open(url)
+    except (OSError, TimeoutError, RuntimeError, websockets.WebSocketException) as exc:
+        tally.failures.append(f"voice {index}: connect: {exc!r}")
+        return
+    reader = asyncio.create_task(session.read())
+    silence: asyncio.Task[None] | None = None
+    try:
+        await _stream(session.socket, np.zeros(8000, np.int16))
+        turn = 0
+        while time.monotonic() < until:
+            spoken = utterances[(index + turn) % len(utterances)]
+            speech_end = await _stream(session.socket, spoken)
+            silence = asyncio.create_task(_silence_forever(session.socket))
+            if not await session.reply(speech_end, tally, until):
+                await session.drain(tally)
+                break
+            silence.cancel()
+            await asyncio.gather(silence, return_exceptions=True)
+            silence = None
+            turn += 1
+    except (RuntimeError, TimeoutError, websockets.WebSocketException, OSError) as exc:
+        tally.failures.append(f"voice {index}: {exc!r}")
+    finally:
+        if silence is not None:
+            silence.cancel()
+            await asyncio.gather(silence, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await session.close()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def idle_connection(url: str, index: int, until: float, failures: list[str]) -> None:
+    """Connects, says nothing for the whole run, then must still get a pong."""
+    try:
+        session = await _Session.open(url)
+    except (OSError, TimeoutError, RuntimeError, websockets.WebSocketException) as exc:
+        failures.append(f"idle {index}: connect: {exc!r}")
+        return
+    reader = asyncio.create_task(session.read())
+    try:
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+        await session.socket.send(json.dumps({"type": "ping"}))
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            while True:
+                _, kind, _ = await session.events.get()
+                if kind == "pong":
+                    break
+                if kind in ("closed", "error"):
+                    raise RuntimeError(f"idle connection got {kind}")
+    except (RuntimeError, TimeoutError, websockets.WebSocketException, OSError) as exc:
+        failures.append(f"idle {index}: {exc!r}")
+    finally:
+        with contextlib.suppress(Exception):
+            await session.close()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _sample_rss(pid: int | None, samples: list[tuple[float, int]], started: float) -> None:
+    if pid is None:
+        return
+    while True:
+        samples.append((round(time.monotonic() - started, 1), rss_bytes(pid)))
+        await asyncio.sleep(RSS_EVERY_S)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50), 1),
+        "p95": round(percentile(values, 95), 1),
+        "p99": round(percentile(values, 99), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def memory_report(samples: list[tuple[float, int]]) -> dict[str, Any]:
+    """Peak RSS, and whether it is flat after warm-up: the mean of the last third of the
+    samples against the mean of the middle third."""
+    if not samples:
+        return {"sampled": False}
+    values = [rss for _, rss in samples]
+    third = max(1, len(values) // 3)
+    middle = values[third : 2 * third] or values
+    last = values[2 * third :] or values
+    middle_mean, last_mean = sum(middle) / len(middle), sum(last) / len(last)
+    return {
+        "sampled": True,
+        "peak_mb": round(max(values) / 2**20, 1),
+        "start_mb": round(values[0] / 2**20, 1),
+        "middle_third_mean_mb": round(middle_mean / 2**20, 1),
+        "last_third_mean_mb": round(last_mean / 2**20, 1),
+        "last_vs_middle_pct": round((last_mean / middle_mean - 1) * 100, 2),
+        "samples": [(t, round(rss / 2**20, 1)) for t, rss in samples],
+    }
+
+
+async def run_load(
+    url: str,
+    *,
+    sessions: int,
+    duration_s: float,
+    voice_sessions: int = 0,
+    idle: int = 0,
+    utterances: list[np.ndarray] | None = None,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    nonce = f"{random.getrandbits(32):08x}"
+    typed, voiced = Tally(), Tally()
+    idle_failures: list[str] = []
+    rss: list[tuple[float, int]] = []
+    started = time.monotonic()
+    until = started + duration_s
+    sampler = asyncio.create_task(_sample_rss(server_pid, rss, started))
+    work = [typed_session(url, n, until, typed, nonce) for n in range(sessions)]
+    work += [voice_session(url, n, until, voiced, utterances or []) for n in range(voice_sessions)]
+    work += [idle_connection(url, n, until, idle_failures) for n in range(idle)]
+    await asyncio.gather(*work)
+    sampler.cancel()
+    await asyncio.gather(sampler, return_exceptions=True)
+    failures = typed.failures + voiced.failures + idle_failures
+    async with httpx.AsyncClient(timeout=30) as http:  # the server's own view of the stages
+        base = url.replace("ws://", "http://").removesuffix("/ws")
+        server_stats = (await http.get(f"{base}/stats")).json()
+    return {
+        "sessions": {"typed": sessions, "voice": voice_sessions, "idle": idle},
+        "duration_s": duration_s,
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "turns_done": typed.done + voiced.done,
+        "cut_at_end": typed.cut_at_end + voiced.cut_at_end,
+        "failures": len(failures),
+        "failure_details": failures[:50],
+        "typed": {
+            "turns_done": typed.done,
+            "first_text_ms": summary(typed.first_text_ms),
+            "first_audio_ms": summary(typed.first_audio_ms),
+            "done_ms": summary(typed.done_ms),
+        },
+        "voice": {
+            "turns_done": voiced.done,
+            "first_text_ms": summary(voiced.first_text_ms),
+            "first_audio_ms": summary(voiced.first_audio_ms),
+            "done_ms": summary(voiced.done_ms),
+        },
+        "server_rss": memory_report(rss),
+        "server_stages": server_stats.get("stages", {}),
+        "server_errors": server_stats.get("errors", {}),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["sessions"]
+    memory = report["server_rss"]
+    lines = [
+        f"# eva loadtest ({report['form']})",
+        "",
+        f"{s['typed']} typed sessions, {s['voice']} voice sessions, {s['idle']} idle "
+        f"connections, {report['duration_s']:.0f} s on {report['machine']['cpus']} CPUs.",
+        "",
+        f"- turns done: {report['turns_done']} (cut at the end: {report['cut_at_end']})",
+        f"- failures: {report['failures']}",
+    ]
+    if memory.get("sampled"):
+        lines.append(
+            f"- server RSS: start {memory['start_mb']} MB, peak {memory['peak_mb']} MB, "
+            f"middle third {memory['middle_third_mean_mb']} MB, last third "
+            f"{memory['last_third_mean_mb']} MB ({memory['last_vs_middle_pct']:+.2f} %)"
+        )
+    lines += [
+        "",
+        "| sessions | measure | n | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in ("typed", "voice"):
+        for measure in ("first_text_ms", "first_audio_ms", "done_ms"):
+            v = report[kind][measure]
+            if v.get("n"):
+                lines.append(
+                    f"| {kind} | {measure} | {v['n']} | {v['p50']} | {v['p95']} | "
+                    f"{v['p99']} | {v['max']} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def _utterances(count: int) -> list[np.ndarray]:
+    from eva.bench.voice import Speaker, unique_utterances
+
+    speaker = Speaker()
+    return [speaker.say(text) for text in unique_utterances(count, random.Random())]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=None, help="a running Eva; default: start one")
+    parser.add_argument("--sessions", type=int, default=50, help="typed /ws sessions")
+    parser.add_argument("--duration", type=float, default=240.0, help="seconds")
+    parser.add_argument(
+        "--mixed", action="store_true", help="add voice sessions and idle connections"
+    )
+    parser.add_argument("--voice-sessions", type=int, default=4, help="with --mixed")
+    parser.add_argument("--idle", type=int, default=20, help="idle connections, with --mixed")
+    parser.add_argument("--quick", action="store_true", help="45 s, for CI")
+    parser.add_argument("--out", default="bench/results", help="where to write the report")
+
+
+def main(args: argparse.Namespace) -> int:
+    duration = 45.0 if args.quick else args.duration
+    voice_sessions = args.voice_sessions if args.mixed else 0
+    idle = args.idle if args.mixed else 0
+    utterances = _utterances(6) if voice_sessions else None
+    with contextlib.ExitStack() as stack:
+        served: ServedEva | None = None
+        url = args.url
+        if url is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eva-load-")))
+            served = stack.enter_context(ServedEva(data_dir))
+            served.wait_ready()
+            url = served.base_url
+        report = asyncio.run(
+            run_load(
+                url.replace("http://", "ws://").rstrip("/") + "/ws",
+                sessions=args.sessions,
+                duration_s=duration,
+                voice_sessions=voice_sessions,
+                idle=idle,
+                utterances=utterances,
+                server_pid=served.pid if served else None,
+            )
+        )
+    report["form"] = ("quick" if args.quick else "full") + (" mixed" if args.mixed else "")
+    report["machine"] = {"cpus": os.cpu_count(), "platform": sys.platform}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"load-{'mixed-' if args.mixed else ''}{time.strftime('%Y%m%d-%H%M%S')}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    stem.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"written to {stem}.json and .md")
+    return 1 if report["failures"] else 0
