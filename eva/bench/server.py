@@ -38,15 +38,17 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_server(url: str | None, pid: int | None = None) -> Iterator[Target]:
+def running_server(
+    url: str | None, pid: int | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Target]:
     """``url``: use that server (``pid`` if given is its process); else start one, with its
-    own temporary data directory, and stop it on the way out."""
+    own temporary data directory (and ``extra_env``), and stop it on the way out."""
     if url:
         yield Target(url.rstrip("/"), pid)
         return
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="eva-bench-") as data_dir:
-        env = {**os.environ, "EVA_DATA_DIR": data_dir, "EVA_PORT": str(port)}
+        env = {**os.environ, **(extra_env or {}), "EVA_DATA_DIR": data_dir, "EVA_PORT": str(port)}
         log = Path(data_dir) / "server.log"
         with log.open("wb") as log_file:
             process = subprocess.Popen(
