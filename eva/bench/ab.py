@@ -28,6 +28,7 @@ from eva.bench.voice import Speaker, Utterance, unique_utterances, voice_session
 from eva.config import Settings
 from eva.engines import registry
 from eva.engines.voices import VoiceCatalog
+from eva.stats import percentile
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
@@ -101,6 +102,14 @@ def main() -> int:
             f"{name:22} A p50 {a.get('p50')} p95 {a.get('p95')} (n {a.get('n')})   "
             f"B p50 {b.get('p50')} p95 {b.get('p95')} (n {b.get('n')})"
         )
+        arm_a, arm_b = raw["A"].get(name, []), raw["B"].get(name, [])
+        pairs = [y - x for x, y in zip(arm_a, arm_b, strict=False)]
+        if pairs:
+            faster = sum(d < 0 for d in pairs)
+            print(
+                f"{'':22} paired B-A median {percentile(pairs, 50):.1f}, "
+                f"B faster in {faster}/{len(pairs)}"
+            )
     print(f"A={arms['A']} B={arms['B']} -> {path}")
     return 0
 
