@@ -48,7 +48,7 @@ def _typed(base: str, message: str) -> dict[str, float]:
 
 def _voice(base: str, utterance: Utterance) -> dict[str, float]:
     url = base.replace("http://", "ws://") + "/ws"
-    turn = asyncio.run(voice_session(url, [utterance], cut_reply=True))[0]
+    turn = asyncio.run(voice_session(url, [utterance], listen_s=0.0))[0]
     if "failure" in turn:
         return {"failures": 1.0}
     return {k: float(v) for k, v in turn.items() if k in ("voice_to_voice_ms", "stt_ms")}

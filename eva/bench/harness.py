@@ -25,6 +25,7 @@ from eva.bench import core, plots, report
 from eva.bench.baseline import SequentialPipeline, run_baseline
 from eva.bench.server import MemorySampler, running_server
 from eva.bench.voice import (
+    LISTEN_S,
     Speaker,
     Utterance,
     barge_in,
@@ -42,6 +43,7 @@ QUICK = {
     "concurrency": "1,2",
     "turns_per_session": 1,
     "barge_ins": 0,
+    "listen_s": 0.0,
 }
 
 
@@ -62,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--turns-per-session", type=int, default=3, help="spoken turns per session above 1"
+    )
+    parser.add_argument(
+        "--listen-s",
+        type=float,
+        default=LISTEN_S,
+        help="seconds of each spoken reply heard before the next turn (0: to its first audio)",
     )
     parser.add_argument("--barge-ins", type=int, default=4, help="barge-in trials")
     parser.add_argument("--skip-voice", action="store_true", help="typed turns only")
@@ -97,16 +105,15 @@ def _voice(
     base: str, args: argparse.Namespace, utterances: list[Utterance], levels: list[int]
 ) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
     url = base.replace("http://", "ws://") + "/ws"
-    cut = bool(args.quick)
     pending = list(utterances)
     aggregated = []
     for sessions in levels:
         turns = args.utterances if sessions == 1 else args.turns_per_session
         plan = [[pending.pop() for _ in range(turns)] for _ in range(sessions)]
         if sessions == 1:
-            results = asyncio.run(voice_session(url, plan[0], cut_reply=cut))
+            results = asyncio.run(voice_session(url, plan[0], listen_s=args.listen_s))
         else:
-            results = asyncio.run(concurrent_sessions(url, plan, cut_reply=cut))
+            results = asyncio.run(concurrent_sessions(url, plan, listen_s=args.listen_s))
         aggregated.append(report.aggregate_level(sessions, results))
         print(
             f"  {sessions} session(s): {aggregated[-1]['summary']['voice_to_voice_ms']}, "
@@ -174,7 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": levels,
             "turns_per_session": args.turns_per_session,
             "barge_ins": args.barge_ins,
-            "replies_cut_after_first_audio": bool(args.quick),
+            "listen_s": args.listen_s,
         },
         "summary": report.with_ratios(summaries),
         "concurrency": levels_report,

@@ -92,6 +92,7 @@ def aggregate_level(sessions: int, turns: Sequence[Mapping[str, Any]]) -> dict[s
             name: summary([float(t[name]) for t in ok if name in t]) for name in VOICE_MEASURES
         },
         "raw": {name: [float(t[name]) for t in ok if name in t] for name in VOICE_MEASURES},
+        "per_turn": list(turns),
     }
 
 

@@ -40,6 +40,11 @@ LEAD_SILENCE_S = 0.5
 # A whole turn (speech, transcription, the reply played out at real-time pace) at 8
 # simultaneous sessions on 2 cores stays well under this; past it the turn is a failure.
 TURN_TIMEOUT_S = 90.0
+# How much of each reply the simulated person listens to before speaking again (they
+# interrupt if it goes on): LLM and synthesis run well ahead of playback, so by then a
+# reply's work is mostly done and the engines carry the load of whole replies, while a
+# run does not spend most of its time playing 20-second replies out in real time.
+LISTEN_S = 4.0
 # A session's socket must say hello within this, or the server is not answering.
 HELLO_TIMEOUT_S = 15.0
 
@@ -172,24 +177,27 @@ def _ms(later: float | None, earlier: float) -> float:
 
 
 async def _one_turn(
-    connection: _Connection, utterance: Utterance, cut_reply: bool
+    connection: _Connection, utterance: Utterance, listen_s: float
 ) -> dict[str, Any]:
     socket = connection.socket
     await stream_audio(socket, np.zeros(int(SAMPLE_RATE * LEAD_SILENCE_S), np.int16))
     speech_end = await stream_audio(socket, utterance.pcm)
     tail = asyncio.create_task(_silence_forever(socket))
+
+    def done() -> bool:
+        return connection.first("response.done", speech_end) is not None
+
     try:
-        if cut_reply:  # --quick: stop the reply once its first audio arrived
-            await connection.until(
-                lambda: (
-                    connection.first("response.done", speech_end) is not None
-                    or _reply_audio_at(connection, speech_end) is not None
-                ),
-                TURN_TIMEOUT_S,
-            )
-            if connection.first("response.done", speech_end) is None:
-                await socket.send(json.dumps({"type": "interrupt"}))
-        _, done = await connection.wait("response.done", TURN_TIMEOUT_S, speech_end)
+        await connection.until(
+            lambda: done() or _reply_audio_at(connection, speech_end) is not None,
+            TURN_TIMEOUT_S,
+        )
+        # The person listens to the start of the reply, then moves on (interrupts).
+        with contextlib.suppress(TimeoutError):
+            await connection.until(done, listen_s)
+        if not done():
+            await socket.send(json.dumps({"type": "interrupt"}))
+        _, finished = await connection.wait("response.done", TURN_TIMEOUT_S, speech_end)
     finally:
         tail.cancel()
         with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
@@ -210,7 +218,7 @@ async def _one_turn(
         None,
     )
     final = connection.first("transcript.final", speech_end)
-    timings = done.get("timings", {})
+    timings = finished.get("timings", {})
     return {
         "voice_to_voice_ms": _ms(reply_audio, speech_end),
         "first_audio_any_ms": _ms(any_audio, speech_end),
@@ -218,6 +226,7 @@ async def _one_turn(
         "server_voice_to_voice_ms": timings.get("voice_to_voice_ms", float("nan")),
         "stt_ms": timings.get("stt_ms", float("nan")),
         "wer": word_error_rate(utterance.text, final[1]["text"] if final else ""),
+        "server_timings": timings,  # where the server says the time went
     }
 
 
@@ -229,9 +238,10 @@ def _reply_audio_at(connection: _Connection, since: float) -> float | None:
 
 
 async def voice_session(
-    url: str, utterances: Sequence[Utterance], *, cut_reply: bool = False
+    url: str, utterances: Sequence[Utterance], *, listen_s: float = LISTEN_S
 ) -> list[dict[str, Any]]:
-    """One person's session: each utterance in turn, waiting for Eva's reply in between.
+    """One person's session: each utterance in turn, listening to at most ``listen_s``
+    seconds of Eva's reply in between (0: up to its first audio).
     A failed turn is recorded as ``{"failure": reason}`` and ends the session (its socket
     may be in any state); the remaining turns count as failed too."""
     results: list[dict[str, Any]] = []
@@ -242,7 +252,7 @@ async def voice_session(
             try:
                 await connection.wait("session.created", HELLO_TIMEOUT_S)
                 for utterance in utterances:
-                    results.append(await _one_turn(connection, utterance, cut_reply))
+                    results.append(await _one_turn(connection, utterance, listen_s))
             finally:
                 reader.cancel()
     except (OSError, RuntimeError, TimeoutError, websockets.WebSocketException) as exc:
@@ -252,11 +262,11 @@ async def voice_session(
 
 
 async def concurrent_sessions(
-    url: str, per_session: Sequence[Sequence[Utterance]], *, cut_reply: bool = False
+    url: str, per_session: Sequence[Sequence[Utterance]], *, listen_s: float = LISTEN_S
 ) -> list[dict[str, Any]]:
     """Several sessions at once, all starting together; every turn's result, in order."""
     sessions = await asyncio.gather(
-        *(voice_session(url, turns, cut_reply=cut_reply) for turns in per_session)
+        *(voice_session(url, turns, listen_s=listen_s) for turns in per_session)
     )
     return [turn for session in sessions for turn in session]
 
