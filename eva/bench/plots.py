@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a server, and no GUI toolkit needed
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker, transforms
 
 from eva.stats import percentile
 
@@ -64,15 +65,21 @@ def stage_plot(raw: Mapping[str, Sequence[float]], path: Path, title: str) -> No
     for patch, (_, _, colour) in zip(boxes["boxes"], rows, strict=True):
         patch.set_facecolor(colour)
     axes.set_yticks(range(1, len(rows) + 1), [label for label, _, _ in rows])
+    # Medians in a column at the right edge, where outliers cannot push them about.
+    at_right = transforms.blended_transform_factory(axes.transAxes, axes.transData)
     for index, (_, values, _) in enumerate(rows, start=1):
-        axes.annotate(
+        axes.text(
+            1.01,
+            index,
             f"p50 {percentile(values, 50):.0f}",
-            (max(values), index),
-            xytext=(6, -4),
-            textcoords="offset points",
+            transform=at_right,
+            va="center",
             fontsize=8,
         )
-    axes.set_xlabel("milliseconds (box: p25-p75, line: median, whiskers: 1.5 IQR)")
+    # From ~50 ms stages to multi-second baselines: only a log scale shows both.
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    axes.set_xlabel("milliseconds, log scale (box: p25-p75, line: median, whiskers: 1.5 IQR)")
     axes.set_title(title, fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
@@ -102,7 +109,8 @@ def concurrency_plot(
         if level["failures"]:
             axes.annotate(
                 f"{level['failures']}/{level['turns']} failed",
-                (level["sessions"], 0),
+                (level["sessions"], 0.02),
+                xycoords=transforms.blended_transform_factory(axes.transData, axes.transAxes),
                 xytext=(0, 8),
                 textcoords="offset points",
                 ha="center",
@@ -133,8 +141,9 @@ def concurrency_plot(
     axes.set_xscale("log", base=2)
     axes.set_xticks(sessions, [str(s) for s in sessions])
     axes.set_xlabel("simultaneous voice sessions")
-    axes.set_ylabel("milliseconds")
-    axes.set_ylim(0, max(axes.get_ylim()[1], 1000) * 1.1)
+    axes.set_ylabel("milliseconds (log scale)")
+    axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _: f"{y:g}"))
     axes.set_title(title, fontsize=11)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
