@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import sys
@@ -190,6 +191,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _without_nan(value: Any) -> Any:
+    """NaN (a turn without that figure) as null: NaN is not JSON, and other tools reject it."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(item) for item in value]
+    return value
+
+
 def write(result: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -199,7 +211,7 @@ def write(result: dict[str, Any], out: Path) -> dict[str, Path]:
         "stages": out / f"{stem}-stages.png",
         "concurrency": out / f"{stem}-concurrency.png",
     }
-    paths["json"].write_text(json.dumps(result, indent=2))
+    paths["json"].write_text(json.dumps(_without_nan(result), indent=2, allow_nan=False))
     paths["table"].write_text(report.markdown_table(result) + "\n")
     title = f"eva bench ({result['mode']}, {result['started']}, {result['machine']['cpus']} CPUs)"
     plots.stage_plot(result["raw"], paths["stages"], f"Where the time goes: {title}")

@@ -97,3 +97,10 @@ def test_memory_is_read_from_proc_and_unavailable_without_a_pid() -> None:
     with MemorySampler(None) as nothing:
         pass
     assert nothing.report() == {"available": False, "reason": "no server pid (use --server-pid)"}
+
+
+def test_the_json_report_writes_a_missing_figure_as_null() -> None:
+    from eva.bench.harness import _without_nan
+
+    cleaned = _without_nan({"a": [1.0, float("nan")], "b": {"c": float("nan")}, "d": "x"})
+    assert cleaned == {"a": [1.0, None], "b": {"c": None}, "d": "x"}
