@@ -125,7 +125,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from eva.bench.core import main as bench_main
+    from eva.bench.harness import main as bench_main
 
     return bench_main(args)
 
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.set_defaults(func=cmd_chat)
 
-    from eva.bench.core import add_arguments
+    from eva.bench.harness import add_arguments
 
     bench = commands.add_parser("bench", help="measure latency against a server")
     add_arguments(bench)

@@ -13,23 +13,12 @@ them), and reports medians and 95th percentiles:
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
-
-from eva.stats import percentile
 
 _SUBJECTS = [
     "my sister",
@@ -82,54 +71,6 @@ def unique_messages(count: int, rng: random.Random) -> list[str]:
     return sorted(messages, key=lambda _: rng.random())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running_server(url: str | None) -> Iterator[str]:
-    if url:
-        yield url.rstrip("/")
-        return
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="eva-bench-") as data_dir:
-        env = {**os.environ, "EVA_DATA_DIR": data_dir, "EVA_PORT": str(port)}
-        log = Path(data_dir) / "server.log"
-        with log.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "eva.cli", "serve"],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-            base = f"http://127.0.0.1:{port}"
-            try:
-                _wait_ready(base, process, log)
-                yield base
-            finally:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1.0).json().get("ready"):
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("the server was not ready in time")
-
-
 def _stream_turn(client: httpx.Client, base: str, message: str) -> dict[str, float]:
     started = time.monotonic()
     first_audio: float | None = None
@@ -160,23 +101,16 @@ def _server_timing(response: httpx.Response) -> float:
     return float(header.split("dur=")[1]) if "dur=" in header else float("nan")
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    clean = [v for v in values if v == v]  # drop NaN (a reply with no audio)
-    if not clean:
-        return {"n": 0}
-    return {
-        "n": len(clean),
-        "p50": round(percentile(clean, 50), 1),
-        "p95": round(percentile(clean, 95), 1),
-        "max": round(max(clean), 1),
-    }
+def short_clauses(count: int, rng: random.Random) -> list[str]:
+    return [
+        f"{rng.choice(_OPENERS)} {rng.choice(_NAMES)}, {rng.choice(_ENDINGS)}" for _ in range(count)
+    ]
 
 
-def run(base: str, count: int, seed: int) -> dict[str, Any]:
-    rng = random.Random(seed)
-    chat_messages = unique_messages(count, rng)
-    stream_messages = [m for m in unique_messages(count * 2, rng) if m not in chat_messages]
-    stream_messages = stream_messages[:count]
+def run_typed(
+    base: str, chat_messages: list[str], stream_messages: list[str], clauses: list[str]
+) -> dict[str, list[float]]:
+    """Typed turns and short clauses, one at a time; every figure of every turn."""
     results: dict[str, list[float]] = {
         "chat_latency_ms": [],
         "chat_llm_first_token_ms": [],
@@ -205,59 +139,14 @@ def run(base: str, count: int, seed: int) -> dict[str, Any]:
                 ("tts_first_chunk_ms", "stream_tts_first_chunk_ms"),
             ):
                 results[name].append(timings.get(key, float("nan")))
-        for _ in range(count):
-            clause = f"{rng.choice(_OPENERS)} {rng.choice(_NAMES)}, {rng.choice(_ENDINGS)}"
+        for clause in clauses:
             started = time.monotonic()
             response = client.post(f"{base}/tts", json={"text": clause})
             response.raise_for_status()
             results["tts_short_clause_request_ms"].append((time.monotonic() - started) * 1000)
             results["tts_short_clause_first_chunk_ms"].append(_server_timing(response))
-        health = client.get(f"{base}/health").json()
-    return {
-        "machine": {"cpus": os.cpu_count(), "platform": sys.platform},
-        "backends": health.get("backends", {}),
-        "messages": count,
-        "seed": seed,
-        "summary": {name: _summary(values) for name, values in results.items()},
-        "raw": results,
-    }
+    return results
 
 
-def markdown_table(report: dict[str, Any]) -> str:
-    lines = ["| measure | n | p50 ms | p95 ms | max ms |", "|---|---|---|---|---|"]
-    for name, s in report["summary"].items():
-        lines.append(
-            f"| {name} | {s.get('n', 0)} | {s.get('p50', '-')} | "
-            f"{s.get('p95', '-')} | {s.get('max', '-')} |"
-        )
-    return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=None, help="a running Eva; default: start one")
-    parser.add_argument("--messages", type=int, default=20, help="messages per measure")
-    parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
-    parser.add_argument("--out", default="bench/results", help="where to write the JSON")
-    parser.add_argument("--utterances", type=int, default=10, help="spoken turns over /ws")
-    parser.add_argument("--skip-voice", action="store_true", help="typed turns only")
-
-
-def main(args: argparse.Namespace) -> int:
-    seed = args.seed if args.seed is not None else time.time_ns() % (2**32)
-    with running_server(args.url) as base:
-        report = run(base, args.messages, seed)
-        if not args.skip_voice:
-            from eva.bench.voice import run_voice
-
-            voice = run_voice(base, args.utterances, seed + 1)
-            report["raw"].update(voice)
-            report["summary"].update({name: _summary(v) for name, v in voice.items()})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"core-{stamp}.json").write_text(json.dumps(report, indent=2))
-    table = markdown_table(report)
-    (out / f"core-{stamp}.md").write_text(table + "\n")
-    print(table)
-    print(f"\nbackends: {report['backends']}\nwritten to {out}/core-{stamp}.json")
-    return 0
+def backends(base: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{base}/health", timeout=10.0).json().get("backends", {}))

@@ -1,12 +1,15 @@
 """Voice turns over ``/ws``, measured from the client: utterances made for this run only,
-streamed at real-time pace like a microphone.
+streamed at real-time pace like a microphone, one or several sessions at once.
 
-- voice-to-voice: from the end of speech in the streamed audio to the first reply audio
-  frame received;
+Per turn:
+- voice-to-voice: from the end of speech in the streamed audio to the first audio frame of
+  the reply itself (the first frame after the reply's first words, ``response.text.delta``);
+- first audio of any kind: the first frame after the end of speech, whatever it is (an
+  acknowledgement sound, if the server sends one, comes before the reply's words);
 - STT: the server's transcription time after the end of speech, and the word error rate
-  of ``transcript.final`` against the text that was spoken;
-- barge-in: the person speaks over a long reply; from the moment the barge-in speech
-  starts (as sent) to the last reply audio frame received.
+  of ``transcript.final`` against the text that was spoken.
+Barge-in: the person speaks over a long reply; from the moment the barge-in speech starts
+(as sent) to the last reply audio frame received.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +30,23 @@ import numpy as np
 import websockets
 
 from eva.audio import resample_linear
-from eva.config import Settings
-from eva.engines import registry
+from eva.engines.base import Int16Audio, TTSEngine
 
+SAMPLE_RATE = 16000
 FRAME_SAMPLES = 640  # 40 ms at 16 kHz, what a browser worklet sends
 _SILENCE_LEVEL = 500
+# Silence before each utterance: a person does not start talking the instant a mic opens.
+LEAD_SILENCE_S = 0.5
+# A whole turn (speech, transcription, the reply played out at real-time pace) at 8
+# simultaneous sessions on 2 cores stays well under this; past it the turn is a failure.
+TURN_TIMEOUT_S = 90.0
+# How much of each reply the simulated person listens to before speaking again (they
+# interrupt if it goes on): LLM and synthesis run well ahead of playback, so by then a
+# reply's work is mostly done and the engines carry the load of whole replies, while a
+# run does not spend most of its time playing 20-second replies out in real time.
+LISTEN_S = 4.0
+# A session's socket must say hello within this, or the server is not answering.
+HELLO_TIMEOUT_S = 15.0
 
 _PEOPLE = ["my sister", "my neighbour", "my best friend", "my uncle", "my daughter", "my coach"]
 _DOINGS = [
@@ -64,15 +80,49 @@ def unique_utterances(count: int, rng: random.Random) -> list[str]:
 class Speaker:
     """Speech made in this process with Eva's own packaged voice (a stand-in for a person)."""
 
-    def __init__(self) -> None:
-        self.tts = registry.create("tts", "piper", Settings(tts_threads=1))
-        self.voice = self.tts.voices()[0]
+    def __init__(self, tts: TTSEngine, voice_id: str, sample_rate: int) -> None:
+        self.tts = tts
+        self.voice_id = voice_id
+        self.sample_rate = sample_rate
 
-    def say(self, text: str) -> np.ndarray:
-        pcm = np.concatenate(list(self.tts.synthesize(text, self.voice.id, threading.Event())))
-        audio = resample_linear(pcm.astype(np.float32), self.voice.sample_rate, 16000)
+    def say(self, text: str) -> Int16Audio:
+        """16 kHz PCM16 of ``text``, trimmed to the voiced part."""
+        pcm = np.concatenate(list(self.tts.synthesize(text, self.voice_id, threading.Event())))
+        audio = resample_linear(pcm.astype(np.float32), self.sample_rate, SAMPLE_RATE)
         voiced = np.flatnonzero(np.abs(audio) > _SILENCE_LEVEL)
         return audio[voiced[0] : voiced[-1] + 1].astype(np.int16)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    text: str
+    pcm: Int16Audio
+
+
+def frame_schedule(
+    samples: int, frame: int = FRAME_SAMPLES, rate: int = SAMPLE_RATE
+) -> list[float]:
+    """When each frame is due, in seconds from the start: a frame goes out once the audio
+    before it has "played", so the last one is due exactly when the audio's duration ends."""
+    return [min(end, samples) / rate for end in range(frame, samples + frame, frame)]
+
+
+async def stream_audio(socket: Any, pcm: Int16Audio) -> float:
+    """Send ``pcm`` at real-time pace in 40 ms frames; returns when the last sample was sent
+    (``time.monotonic()``)."""
+    started = time.monotonic()
+    for index, due in enumerate(frame_schedule(len(pcm))):
+        start = index * FRAME_SAMPLES
+        await socket.send(pcm[start : start + FRAME_SAMPLES].astype("<i2").tobytes())
+        await asyncio.sleep(max(0.0, started + due - time.monotonic()))
+    return time.monotonic()
+
+
+async def _silence_forever(socket: Any) -> None:
+    """A microphone keeps sending after the person stops talking."""
+    second = np.zeros(SAMPLE_RATE, np.int16)
+    while True:
+        await stream_audio(socket, second)
 
 
 @dataclass
@@ -92,66 +142,140 @@ class _Connection:
                     self.events.append((now, json.loads(message)))
                 self.changed.set()
 
-    def first(self, kind: str) -> tuple[float, dict[str, Any]] | None:
-        return next(((t, e) for t, e in self.events if e["type"] == kind), None)
+    def first(self, kind: str, since: float = 0.0) -> tuple[float, dict[str, Any]] | None:
+        return next(((t, e) for t, e in self.events if e["type"] == kind and t >= since), None)
 
-    async def until(self, condition: Any, within: float, what: str) -> None:
+    async def until(self, condition: Any, within: float) -> None:
         async with asyncio.timeout(within):
             while not condition():
                 self.changed.clear()
                 await self.changed.wait()
 
-    async def wait(self, kind: str, within: float) -> tuple[float, dict[str, Any]]:
-        await self.until(lambda: self.first(kind) is not None, within, kind)
-        found = self.first(kind)
+    async def wait(
+        self, kind: str, within: float, since: float = 0.0
+    ) -> tuple[float, dict[str, Any]]:
+        await self.until(lambda: self.first(kind, since) is not None, within)
+        found = self.first(kind, since)
         assert found is not None
         return found
 
 
-async def _stream(socket: Any, pcm: np.ndarray) -> float:
-    """Send at real-time pace; returns when the last sample was sent."""
-    started = time.monotonic()
-    for index, start in enumerate(range(0, len(pcm), FRAME_SAMPLES)):
-        await socket.send(pcm[start : start + FRAME_SAMPLES].astype("<i2").tobytes())
-        await asyncio.sleep(
-            max(0.0, started + (index + 1) * FRAME_SAMPLES / 16000 - time.monotonic())
-        )
-    return time.monotonic()
-
-
-def _words(text: str) -> str:
+def words(text: str) -> str:
+    """Lower case, punctuation out: what WER compares."""
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
-async def voice_turn(url: str, spoken: str, pcm: np.ndarray) -> dict[str, float]:
-    async with websockets.connect(url, max_size=2**22) as socket:
-        connection = _Connection(socket)
-        reader = asyncio.create_task(connection.read())
-        await connection.wait("session.created", 10)
-        lead = np.zeros(8000, np.int16)
-        await _stream(socket, lead)
-        speech_end = await _stream(socket, pcm)
-        tail = asyncio.create_task(_stream(socket, np.zeros(16000 * 3, np.int16)))
-        _, done = await connection.wait("response.done", 60)
+def word_error_rate(spoken: str, heard: str) -> float:
+    reference, hypothesis = words(spoken), words(heard)
+    if not reference:
+        raise ValueError("the spoken text has no words")
+    return float(jiwer.wer(reference, hypothesis)) if hypothesis else 1.0
+
+
+def _ms(later: float | None, earlier: float) -> float:
+    return (later - earlier) * 1000.0 if later is not None else float("nan")
+
+
+async def _one_turn(
+    connection: _Connection, utterance: Utterance, listen_s: float
+) -> dict[str, Any]:
+    socket = connection.socket
+    await stream_audio(socket, np.zeros(int(SAMPLE_RATE * LEAD_SILENCE_S), np.int16))
+    speech_end = await stream_audio(socket, utterance.pcm)
+    tail = asyncio.create_task(_silence_forever(socket))
+
+    def done() -> bool:
+        return connection.first("response.done", speech_end) is not None
+
+    try:
+        await connection.until(
+            lambda: done() or _reply_audio_at(connection, speech_end) is not None,
+            TURN_TIMEOUT_S,
+        )
+        # The person listens to the start of the reply, then moves on (interrupts).
+        with contextlib.suppress(TimeoutError):
+            await connection.until(done, listen_s)
+        if not done():
+            await socket.send(json.dumps({"type": "interrupt"}))
+        _, finished = await connection.wait("response.done", TURN_TIMEOUT_S, speech_end)
+    finally:
         tail.cancel()
-        first_audio = next((t for t in connection.audio_at if t > speech_end), float("nan"))
-        final = connection.first("transcript.final")
-        heard = final[1]["text"] if final else ""
-        reader.cancel()
-    timings = done.get("timings", {})
+        with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+            await tail
+    error = connection.first("error", speech_end)
+    if error is not None:
+        raise RuntimeError(f"server error: {error[1].get('code')}: {error[1].get('message')}")
+    reply_audio = _reply_audio_at(connection, speech_end)
+    if reply_audio is None:
+        raise RuntimeError("the reply had no audio")
+    any_audio = next((t for t in connection.audio_at if t > speech_end), None)
+    ack = next(
+        (
+            t
+            for t, e in connection.events
+            if t > speech_end and e["type"].startswith("response.ack")
+        ),
+        None,
+    )
+    final = connection.first("transcript.final", speech_end)
+    timings = finished.get("timings", {})
     return {
-        "voice_to_voice_ms": (first_audio - speech_end) * 1000,
+        "voice_to_voice_ms": _ms(reply_audio, speech_end),
+        "first_audio_any_ms": _ms(any_audio, speech_end),
+        "ack_event_ms": _ms(ack, speech_end),
         "server_voice_to_voice_ms": timings.get("voice_to_voice_ms", float("nan")),
         "stt_ms": timings.get("stt_ms", float("nan")),
-        "wer": jiwer.wer(_words(spoken), _words(heard)) if heard else 1.0,
+        "wer": word_error_rate(utterance.text, final[1]["text"] if final else ""),
+        "server_timings": timings,  # where the server says the time went
     }
 
 
-async def barge_in(url: str, interruption: np.ndarray) -> dict[str, float]:
+def _reply_audio_at(connection: _Connection, since: float) -> float | None:
+    delta = connection.first("response.text.delta", since)
+    if delta is None:
+        return None
+    return next((t for t in connection.audio_at if t >= delta[0]), None)
+
+
+async def voice_session(
+    url: str, utterances: Sequence[Utterance], *, listen_s: float = LISTEN_S
+) -> list[dict[str, Any]]:
+    """One person's session: each utterance in turn, listening to at most ``listen_s``
+    seconds of Eva's reply in between (0: up to its first audio).
+    A failed turn is recorded as ``{"failure": reason}`` and ends the session (its socket
+    may be in any state); the remaining turns count as failed too."""
+    results: list[dict[str, Any]] = []
+    try:
+        async with websockets.connect(url, max_size=2**22, open_timeout=HELLO_TIMEOUT_S) as socket:
+            connection = _Connection(socket)
+            reader = asyncio.create_task(connection.read())
+            try:
+                await connection.wait("session.created", HELLO_TIMEOUT_S)
+                for utterance in utterances:
+                    results.append(await _one_turn(connection, utterance, listen_s))
+            finally:
+                reader.cancel()
+    except (OSError, RuntimeError, TimeoutError, websockets.WebSocketException) as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        results.extend({"failure": reason} for _ in range(len(utterances) - len(results)))
+    return results
+
+
+async def concurrent_sessions(
+    url: str, per_session: Sequence[Sequence[Utterance]], *, listen_s: float = LISTEN_S
+) -> list[dict[str, Any]]:
+    """Several sessions at once, all starting together; every turn's result, in order."""
+    sessions = await asyncio.gather(
+        *(voice_session(url, turns, listen_s=listen_s) for turns in per_session)
+    )
+    return [turn for session in sessions for turn in session]
+
+
+async def barge_in(url: str, interruption: Int16Audio) -> dict[str, float]:
     async with websockets.connect(url, max_size=2**22) as socket:
         connection = _Connection(socket)
         reader = asyncio.create_task(connection.read())
-        await connection.wait("session.created", 10)
+        await connection.wait("session.created", HELLO_TIMEOUT_S)
         await socket.send(
             json.dumps(
                 {
@@ -162,9 +286,9 @@ async def barge_in(url: str, interruption: np.ndarray) -> dict[str, float]:
             )
         )
         # about a second of reply audio (40 ms frames)
-        await connection.until(lambda: len(connection.audio_at) >= 25, 30, "reply audio")
+        await connection.until(lambda: len(connection.audio_at) >= 25, 30)
         speaking_from = time.monotonic()
-        await _stream(socket, interruption)
+        await stream_audio(socket, interruption)
         await connection.wait("response.done", 30)
         started = connection.first("speech.started")
         last_audio = max(connection.audio_at)
@@ -175,18 +299,3 @@ async def barge_in(url: str, interruption: np.ndarray) -> dict[str, float]:
         if started
         else float("nan"),
     }
-
-
-def run_voice(base: str, count: int, seed: int) -> dict[str, list[float]]:
-    rng = random.Random(seed)
-    url = base.replace("http://", "ws://") + "/ws"
-    speaker = Speaker()
-    results: dict[str, list[float]] = {}
-    for text in unique_utterances(count, rng):
-        for name, value in asyncio.run(voice_turn(url, text, speaker.say(text))).items():
-            results.setdefault(name, []).append(value)
-    interruption = speaker.say("Wait, sorry, can I ask something else?")
-    for _ in range(max(3, count // 3)):
-        for name, value in asyncio.run(barge_in(url, interruption)).items():
-            results.setdefault(name, []).append(value)
-    return results

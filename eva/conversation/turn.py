@@ -32,9 +32,11 @@ _CLAUSE_QUEUE = 16
 # The first clause may be a single word ("Oh," "Sure!"): it gets audio out soonest, and an
 # interjection followed by a pause sounds natural. Synthesis time grows with the clause
 # (about 30 ms + 37 ms per second of speech here), so a long first sentence with no comma
-# is cut at a phrase boundary.
+# is cut at a phrase boundary: at 24 characters (about 1.5 s of speech) rather than 48, the
+# first audio came 60 ms (TTS) to 130 ms (text to first audio) sooner in an interleaved A/B
+# (docs/performance.md, attempts).
 FIRST_CLAUSE_MIN_CHARS = 3
-FIRST_CLAUSE_MAX_CHARS = 48
+FIRST_CLAUSE_MAX_CHARS = 24
 
 
 @dataclass(frozen=True)
