@@ -25,9 +25,6 @@ import httpx
 from eva.bench import core, report
 from eva.bench.server import running_server
 from eva.bench.voice import Speaker, Utterance, unique_utterances, voice_session
-from eva.config import Settings
-from eva.engines import registry
-from eva.engines.voices import VoiceCatalog
 from eva.stats import percentile
 
 
@@ -66,10 +63,7 @@ def main() -> int:
     seed = args.seed if args.seed is not None else time.time_ns() % (2**32)
     rng = random.Random(seed)
     messages = core.unique_messages(args.typed, rng)
-    settings = Settings()
-    catalog = VoiceCatalog([registry.create("tts", "piper", settings)], "", settings.language)
-    voice = catalog.info(None)
-    speaker = Speaker(catalog, voice.id, voice.sample_rate)
+    speaker = Speaker.packaged()
     utterances = [Utterance(t, speaker.say(t)) for t in unique_utterances(args.voice, rng)]
     arms = {"A": _env(args.a), "B": _env(args.b)}
     raw: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}

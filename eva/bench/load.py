@@ -369,7 +369,7 @@ def markdown(report: dict[str, Any]) -> str:
 def _utterances(count: int) -> list[np.ndarray]:
     from eva.bench.voice import Speaker, unique_utterances
 
-    speaker = Speaker()
+    speaker = Speaker.packaged()
     return [speaker.say(text) for text in unique_utterances(count, random.Random())]
 
 

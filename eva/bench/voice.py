@@ -85,6 +85,18 @@ class Speaker:
         self.voice_id = voice_id
         self.sample_rate = sample_rate
 
+    @classmethod
+    def packaged(cls) -> Speaker:
+        """The packaged Piper voice, loaded in this process (not the server's)."""
+        from eva.config import Settings
+        from eva.engines import registry
+        from eva.engines.voices import VoiceCatalog
+
+        settings = Settings()
+        catalog = VoiceCatalog([registry.create("tts", "piper", settings)], "", settings.language)
+        voice = catalog.info(None)
+        return cls(catalog, voice.id, voice.sample_rate)
+
     def say(self, text: str) -> Int16Audio:
         """16 kHz PCM16 of ``text``, trimmed to the voiced part."""
         pcm = np.concatenate(list(self.tts.synthesize(text, self.voice_id, threading.Event())))
