@@ -21,6 +21,8 @@ from eva.store.sqlite import MessageRecord, Store
 RECENT_MEMORIES = 3
 SEARCHED_MEMORIES = 4
 MEMORY_PROMPT_CHARS = 600
+# "No upper bound" for a range of message ids (SQLite integers are 64-bit).
+_NO_END = 2**63 - 1
 # Kinds a greeting can ask about, most telling first.
 _FOLLOW_UP_KINDS = ("plan", "event", "feeling")
 
@@ -35,8 +37,9 @@ class PromptParts:
     """What the next reply's prompt is built from, read in one go."""
 
     user_id: str | None
-    history: Sequence[MessageRecord]
-    context: str  # memories and the summary of older turns, for the system message
+    history: Sequence[MessageRecord]  # the turns after the summary's end
+    summary: str  # the older turns, condensed (stable between folds)
+    memories: str  # what matters about the person for this message
     recalled: Sequence[MemoryRecord]
 
 
@@ -76,17 +79,22 @@ class MemoryBook:
         return "\n".join(lines)
 
     def prepare(self, session_id: str, user_text: str) -> PromptParts:
-        """The recent history, the summary of what came before it, and the memories that
-        matter for ``user_text``."""
+        """The history since the summary, the summary of what came before it, and the
+        memories that matter for ``user_text``."""
         session = self.store.get_session(session_id)
-        history = self.store.messages(session_id, self.history_messages)
         user_id = session.user_id if session is not None else None
         recalled = self.recall(user_id, user_text) if user_id else []
+        history, summary = self.recent(session_id)
+        return PromptParts(user_id, history, summary, self.memory_context(recalled), recalled)
+
+    def recent(self, session_id: str) -> tuple[list[MessageRecord], str]:
+        """The messages after the summary's end, and the summary as the prompt shows it."""
+        history = self.store.messages(session_id, self.history_messages)
         summary = self.memories.summary(session_id)
-        parts = [self.memory_context(recalled)]
-        if summary is not None:
-            parts.append(summary_context(summary.text, self.language))
-        return PromptParts(user_id, history, "\n\n".join(p for p in parts if p), recalled)
+        if summary is None:
+            return history, ""
+        recent = [m for m in history if m.id >= summary.upto_message_id]
+        return recent, summary_context(summary.text, self.language)
 
     # --- after a turn
 
@@ -101,19 +109,24 @@ class MemoryBook:
         return self.memories.remember(user_id, facts, message_id) if facts else []
 
     def summarize(self, session_id: str) -> Summary | None:
-        """Fold the messages that left the recent window into the session's summary.
+        """Once more than ``history_messages`` follow the summary, fold the older half of
+        them into it and return the new summary (None when nothing was folded): the
+        prompt's history is always the last half-window to window.
 
-        The messages themselves stay stored; only the prompt stops carrying them whole."""
-        window = self.store.messages(session_id, self.history_messages)
-        if not window:
-            return None
+        In blocks rather than one message per turn: the prompt up to the newest history
+        then stays the same for several turns, and llama.cpp reuses its evaluation (a
+        history sliding every turn made it re-evaluate some 1000 tokens, ~3 s here, before
+        each reply). The messages themselves stay stored; only the prompt stops carrying
+        them whole."""
         previous = self.memories.summary(session_id)
         upto = previous.upto_message_id if previous is not None else 0
-        older = self.memories.messages_between(session_id, upto, window[0].id)
-        if not older:
-            return previous
+        recent = self.memories.messages_between(session_id, upto, _NO_END)
+        if len(recent) <= self.history_messages:
+            return None
+        keep_from = recent[-max(1, self.history_messages // 2)].id
+        older = [m for m in recent if m.id < keep_from]
         summary = Summary(
-            condense(previous.text if previous else "", older, self.language), window[0].id
+            condense(previous.text if previous else "", older, self.language), keep_from
         )
         self.memories.save_summary(session_id, summary)
         return summary

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,6 +28,8 @@ from eva.engines.threads import EnginePools
 from eva.store.sqlite import MessageRecord, Store
 
 T = TypeVar("T")
+# Primes the LLM's prompt cache with a session's next prompt (``Conversation.prime``).
+Primer = Callable[[str], Awaitable[None]]
 
 log = logging.getLogger("eva.memory")
 
@@ -47,14 +49,20 @@ class _Pending:
     user_id: str
     message_id: int
     sentence: str
+    session_id: str | None = None
     tries: int = 0
 
 
 class ModelExtraction:
     """One background task per conversation service; ``start`` it inside the event loop."""
 
-    def __init__(self, llm: LLMEngine, pools: EnginePools, book: MemoryBook) -> None:
+    def __init__(
+        self, llm: LLMEngine, pools: EnginePools, book: MemoryBook, prime: Primer | None = None
+    ) -> None:
         self.llm = llm
+        # Reading replaces the conversation's prompt in the LLM's cache: ``prime`` puts it
+        # back afterwards, so the next reply does not re-evaluate the whole history.
+        self.prime = prime
         self.pools = pools
         self.book = book
         self.language = book.language
@@ -66,10 +74,17 @@ class ModelExtraction:
         self._task: asyncio.Task[None] | None = None
         self.extracted = 0  # facts the model added, for tests and /stats
 
-    def submit(self, user_id: str, message_id: int, text: str, found_keys: list[str]) -> None:
+    def submit(
+        self,
+        user_id: str,
+        message_id: int,
+        text: str,
+        found_keys: list[str],
+        session_id: str | None = None,
+    ) -> None:
         """Queue the sentences of ``text`` the patterns found nothing in (``found_keys``)."""
         for sentence in leftover_sentences(text, self.language, found_keys):
-            self._pending.append(_Pending(user_id, message_id, sentence))
+            self._pending.append(_Pending(user_id, message_id, sentence, session_id))
         if self._pending:
             self._wake.set()
             if self._task is None or self._task.done():
@@ -99,9 +114,11 @@ class ModelExtraction:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        read_for: str | None = None  # the session whose prompt reading pushed out
         while self._pending:
             await self._quiet()
             item = self._pending.popleft()
+            read_for = item.session_id
             self._cancel = cancel = threading.Event()
             try:
                 facts = await loop.run_in_executor(
@@ -118,6 +135,8 @@ class ModelExtraction:
             if facts:
                 await asyncio.to_thread(self.book.remember, item.user_id, facts, item.message_id)
                 self.extracted += len(facts)
+        if read_for is not None and self.prime is not None and self._turns == 0:
+            await self.prime(read_for)
 
     async def aclose(self) -> None:
         self._pending.clear()
@@ -132,11 +151,14 @@ class MemoryKeeper:
     """Everything memory does around a turn, for ``Conversation``: the prompt's parts
     before the reply, learning after it (off the latency path), the greeting."""
 
-    def __init__(self, settings: Settings, engines: Engines, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, engines: Engines, store: Store, prime: Primer | None = None
+    ) -> None:
         self.store = store
         self.book = MemoryBook(store, settings.language, 2 * settings.history_turns)
+        self.prime = prime
         self.model = (
-            ModelExtraction(engines.llm, engines.pools, self.book)
+            ModelExtraction(engines.llm, engines.pools, self.book, prime)
             if settings.memory_model_extraction
             else None
         )
@@ -164,12 +186,16 @@ class MemoryKeeper:
         task.add_done_callback(self._learning.discard)
 
     async def _learn(self, user_id: str | None, message: MessageRecord) -> None:
-        await asyncio.to_thread(self.book.summarize, message.session_id)
+        folded = await asyncio.to_thread(self.book.summarize, message.session_id)
+        if folded is not None and self.prime is not None:
+            # The next prompt starts differently: evaluate it now, while the person listens.
+            await self.prime(message.session_id)
         if user_id is None:
             return  # an anonymous person is not remembered
         learned = await asyncio.to_thread(self.book.learn, user_id, message)
         if self.model is not None:
-            self.model.submit(user_id, message.id, message.content, [m.key for m in learned])
+            keys = [m.key for m in learned]
+            self.model.submit(user_id, message.id, message.content, keys, message.session_id)
 
     async def settled(self) -> None:
         """Wait until the facts of every finished turn are stored."""

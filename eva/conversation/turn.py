@@ -21,14 +21,10 @@ from eva.conversation.text_shaping import speakable
 from eva.engines.base import ChatMessage, Int16Audio, LLMEngine, TTSEngine
 from eva.engines.threads import EnginePools, iterate_in_thread
 
-# Events a slow consumer may leave unread before the pipeline waits for it.
-_OUT_QUEUE_EVENTS = 32
 # Markup characters a small model writes (markdown, HTML-ish tags). Eva talks: they are
 # never spoken (text_shaping removes them before synthesis), so the text shown and stored
 # drops them too. Character by character, so it works on a stream of deltas as is.
 _MARKUP = str.maketrans("", "", "*#`_|[]<>~")
-# Clauses waiting for the synthesizer: a reply is at most a few sentences.
-_CLAUSE_QUEUE = 16
 # The first clause may be a single word ("Oh," "Sure!"): it gets audio out soonest, and an
 # interjection followed by a pause sounds natural. Synthesis time grows with the clause
 # (about 30 ms + 37 ms per second of speech here), so a long first sentence with no comma
@@ -66,6 +62,13 @@ class TurnDone:
 
 
 TurnEvent = TextDelta | AudioChunk | TurnDone
+
+
+@dataclass(frozen=True)
+class _ClauseHandedOver:
+    """Internal marker: every audio chunk of ``clause`` went to the consumer before it."""
+
+    clause: str
 
 
 class TurnTimer:
@@ -127,8 +130,12 @@ async def run_turn(
     """Stream one reply. ``tts=None`` gives text only. The last event is always TurnDone."""
     control = control or TurnControl()
     timer = timer or TurnTimer()
-    out: asyncio.Queue[TurnEvent | None] = asyncio.Queue(_OUT_QUEUE_EVENTS)
-    clauses: asyncio.Queue[str | None] = asyncio.Queue(_CLAUSE_QUEUE)
+    # Both queues are unbounded on purpose: ReplyBounds already bounds a reply (about 90
+    # deltas and a few sentences of audio, ~1 MB), and a consumer that plays the audio at
+    # real-time pace must not hold back the writer. A bounded queue kept the one LLM locked
+    # for the whole playback, so every other session's turn waited for it.
+    out: asyncio.Queue[TurnEvent | _ClauseHandedOver | None] = asyncio.Queue()
+    clauses: asyncio.Queue[str | None] = asyncio.Queue()
     written: list[str] = []  # raw LLM text handed to the consumer
     spoken: list[str] = []
 
@@ -195,7 +202,7 @@ async def run_turn(
                 break
             words = speakable(clause, language)
             if not words.strip():
-                spoken.append(clause)
+                await out.put(_ClauseHandedOver(clause))  # nothing to hear: spoken as is
                 continue
             handed_at = time.monotonic()
             chunks = iterate_in_thread(
@@ -212,7 +219,7 @@ async def run_turn(
                         first = False
                     await out.put(AudioChunk(pcm, sample_rate, clause))
             if not control.cancelled:
-                spoken.append(clause)
+                await out.put(_ClauseHandedOver(clause))
 
     async def produce() -> None:
         try:
@@ -223,6 +230,11 @@ async def run_turn(
     producer = asyncio.create_task(produce())
     try:
         while (event := await out.get()) is not None:
+            if control.cancelled:
+                continue  # made ahead of a barge-in: dropped, never played
+            if isinstance(event, _ClauseHandedOver):
+                spoken.append(event.clause)
+                continue
             if isinstance(event, AudioChunk):
                 timer.mark("first_audio_ms")
             yield event

@@ -44,6 +44,9 @@ class LlamaCppLLM:
     """One loaded GGUF model, used by one stream at a time."""
 
     name = "llamacpp"
+    # The KV cache of the last call is reused up to the first differing token: callers may
+    # evaluate a prompt's start ahead of time (``Conversation.prime``).
+    reuses_prompt_prefix = True
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
         self.model_path = model_path

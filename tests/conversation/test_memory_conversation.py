@@ -6,6 +6,7 @@ within the model's context and loses nothing from storage; the model's extra fac
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -49,7 +50,8 @@ class Recording:
 
     @property
     def system(self) -> str:
-        return self.prompts[-1][0].content
+        """Every system message of the last prompt: the persona and summary, the memories."""
+        return "\n".join(m.content for m in self.prompts[-1] if m.role == "system")
 
 
 @pytest.fixture
@@ -181,7 +183,8 @@ async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_
     summary = service.memory.book.memories.summary(session.id)
     assert summary is not None and "Turn 80:" in summary.text  # older turns, condensed
     last = llm.prompts[-1]
-    assert last[-2].role == "assistant" and last[-3].content == said[-2]  # recent turns whole
+    dialogue = [m for m in last if m.role != "system"]
+    assert dialogue[-2].role == "assistant" and dialogue[-3].content == said[-2]  # whole
     assert "Turn 80:" in last[0].content
     assert len(service.memory.book.memories.memories("ana")) == 100
     store.close()
@@ -250,4 +253,91 @@ async def test_the_model_reads_leftover_sentences_only_once_no_turn_is_in_flight
     assert len(recording.prompts) == 1
     assert recording.prompts[0][-1] == ChatMessage("user", "Photography is my passion.")
     await worker.aclose()
+    store.close()
+
+
+class ShortReplies(LongReplies):
+    name = "short-replies"
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+    ) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        yield f"That sounds lovely, tell me more about number {len(self.prompts)}."
+
+
+async def test_the_prompt_grows_from_the_same_prefix_between_folds_of_the_history(
+    tmp_path: Path, engines: Engines
+) -> None:
+    # llama.cpp re-evaluates everything after the first token that differs from the last
+    # prompt: a history sliding by one turn every turn cost ~3 s before each reply.
+    settings = make_settings(tmp_path, memory_model_extraction=False, history_turns=4)
+    llm = ShortReplies()
+    store = Store(settings.db_path)
+    service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())
+    session = await service.open_session(None, "ana")
+    turns = 40
+    for turn in range(turns):
+        # Words that recall different memories each turn: the memory note changes, the
+        # prefix before it must not.
+        text = f"I love sport number {turn}. Do you like sport {turn % 5}?"
+        async for _ in service.reply(session.id, text, audio=False):
+            pass
+        await service.memory.settled()
+
+    def cached_part(prompt: list[ChatMessage]) -> list[ChatMessage]:
+        """The prompt without what only this turn has: the memory note, the message."""
+        return prompt[:-2] if prompt[-2].role == "system" and len(prompt) > 2 else prompt[:-1]
+
+    breaks = sum(
+        1
+        for before, after in itertools.pairwise(llm.prompts)
+        if after[: len(cached_part(before))] != cached_part(before)
+    )
+    # 8 messages of history at most, folded back to 4: one new prefix every 2 turns at
+    # most (every turn would be 39).
+    assert breaks <= turns // 2
+    assert any(m.role == "system" and "sport" in m.content for m in llm.prompts[-1][1:])
+    assert len(store.messages(session.id)) == 2 * turns
+    store.close()
+
+
+class PrimedShortReplies(ShortReplies):
+    """A model that, like llama.cpp, reuses the evaluated start of its last prompt."""
+
+    reuses_prompt_prefix = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.primed: list[list[ChatMessage]] = []
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+    ) -> Iterator[str]:
+        if max_tokens == 1:
+            self.primed.append(list(messages))
+            return iter(["."])
+        return super().stream(messages, max_tokens=max_tokens, cancel=cancel)
+
+
+async def test_after_a_fold_the_next_prompt_is_evaluated_before_the_person_speaks(
+    tmp_path: Path, engines: Engines
+) -> None:
+    settings = make_settings(tmp_path, memory_model_extraction=False, history_turns=2)
+    llm = PrimedShortReplies()
+    store = Store(settings.db_path)
+    service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())
+    session = await service.open_session(None, None)
+    for turn in range(3):  # 6 messages > 4: the third turn folds the first two
+        async for _ in service.reply(session.id, f"Tell me about cats, part {turn}.", audio=False):
+            pass
+        await service.memory.settled()
+    assert len(llm.primed) == 1
+    primed = llm.primed[0]
+    assert primed[-1] == ChatMessage("user", "")  # the prompt so far, without a message
+    async for _ in service.reply(session.id, "And dogs?", audio=False):
+        pass
+    nxt = llm.prompts[-1]
+    assert nxt[: len(primed) - 1] == primed[:-1]  # all of it reused by the next reply
+    assert "part 0" in primed[0].content  # the folded turn is in the summary now
     store.close()

@@ -18,6 +18,7 @@ from eva.conversation.turn import (
     TurnControl,
     TurnDone,
     TurnEvent,
+    TurnTimer,
     run_turn,
 )
 from eva.engines.base import ChatMessage, Int16Audio, VoiceInfo
@@ -37,6 +38,7 @@ def _turn(
     bounds: ReplyBounds,
     control: TurnControl | None = None,
     tts: object | None = "default",
+    timer: TurnTimer | None = None,
 ):  # type: ignore[no-untyped-def]
     voice = engines.tts.info(None)
     return run_turn(
@@ -49,6 +51,7 @@ def _turn(
         pools=engines.pools,
         bounds=bounds,
         control=control,
+        timer=timer,
     )
 
 
@@ -66,6 +69,38 @@ async def test_first_audio_leaves_before_the_llm_has_finished(engines: Engines) 
     assert done.timings["llm_first_token_ms"] <= done.timings["first_clause_ms"]
     assert done.timings["tts_first_chunk_ms"] > 0
     assert not done.interrupted and done.spoken_text == done.text
+
+
+async def test_the_llm_is_free_for_another_session_while_a_reply_still_plays(
+    engines: Engines,
+) -> None:
+    # A voice session reads its reply at playback pace (seconds per clause). The one LLM
+    # must not stay locked for that long: the next session's turn would wait for the
+    # whole playback instead of for the writing.
+    timer = TurnTimer()
+    messages = _ask("Tell me a long story about a lighthouse keeper and a seagull.")
+    playing = _turn(engines, messages, ReplyBounds(max_tokens=200, max_sentences=8), timer=timer)
+    first = await anext(playing)
+    while not isinstance(first, AudioChunk):
+        first = await anext(playing)
+    # The listener is "playing" the first clause and reads nothing more meanwhile.
+    for _ in range(600):  # up to 30 s
+        if "llm_done_ms" in timer.marks:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        await playing.aclose()
+        pytest.fail("the LLM waited for the listener")
+    other: TurnDone | None = None
+    async for event in _turn(engines, _ask("Say hello."), ReplyBounds(40, 1), tts=None):
+        if isinstance(event, TurnDone):
+            other = event
+    assert other is not None and other.text
+    rest = [event async for event in playing]
+    done = rest[-1]
+    assert isinstance(done, TurnDone) and not done.interrupted
+    assert done.spoken_text == done.text  # nothing lost by writing ahead of the listener
+    assert await pools_are_idle(engines)
 
 
 async def test_reply_is_bounded_to_the_configured_sentences(engines: Engines) -> None:
