@@ -153,13 +153,27 @@ class LongReplies:
             yield f"word{index} "
 
 
+def _text_service(settings: Settings, engines: Engines, llm: LLMEngine) -> Conversation:
+    """A conversation service over ``llm`` and a fresh store (``service.store``)."""
+    return Conversation(
+        settings, replace(engines, llm=llm), Store(settings.db_path), LatencyStats()
+    )
+
+
+async def _say(service: Conversation, session_id: str, text: str) -> None:
+    """One typed turn, text only, with what it taught stored."""
+    async for _ in service.reply(session_id, text, audio=False):
+        pass
+    await service.memory.settled()
+
+
 async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_message(
     tmp_path: Path, engines: Engines
 ) -> None:
     settings = make_settings(tmp_path, memory_model_extraction=False)
     llm = LongReplies()
-    store = Store(settings.db_path)
-    service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())
+    service = _text_service(settings, engines, llm)
+    store = service.store
     session = await service.open_session(None, "ana")
     said = []
     for turn in range(100):
@@ -168,9 +182,7 @@ async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_
             + "Let me tell you more about my day, it was long and full of little things. " * 3
         )
         said.append(text.strip())
-        async for _ in service.reply(session.id, text.strip(), audio=False):
-            pass
-        await service.memory.settled()
+        await _say(service, session.id, text.strip())
 
     budget = service.prompt_budget
     assert budget == settings.llm_context - settings.max_reply_tokens - 64
@@ -273,17 +285,15 @@ async def test_the_prompt_grows_from_the_same_prefix_between_folds_of_the_histor
     # prompt: a history sliding by one turn every turn cost ~3 s before each reply.
     settings = make_settings(tmp_path, memory_model_extraction=False, history_turns=4)
     llm = ShortReplies()
-    store = Store(settings.db_path)
-    service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())
+    service = _text_service(settings, engines, llm)
+    store = service.store
     session = await service.open_session(None, "ana")
     turns = 40
     for turn in range(turns):
         # Words that recall different memories each turn: the memory note changes, the
         # prefix before it must not.
         text = f"I love sport number {turn}. Do you like sport {turn % 5}?"
-        async for _ in service.reply(session.id, text, audio=False):
-            pass
-        await service.memory.settled()
+        await _say(service, session.id, text)
 
     def cached_part(prompt: list[ChatMessage]) -> list[ChatMessage]:
         """The prompt without what only this turn has: the memory note, the message."""
@@ -325,18 +335,15 @@ async def test_after_a_fold_the_next_prompt_is_evaluated_before_the_person_speak
 ) -> None:
     settings = make_settings(tmp_path, memory_model_extraction=False, history_turns=2)
     llm = PrimedShortReplies()
-    store = Store(settings.db_path)
-    service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())
+    service = _text_service(settings, engines, llm)
+    store = service.store
     session = await service.open_session(None, None)
     for turn in range(3):  # 6 messages > 4: the third turn folds the first two
-        async for _ in service.reply(session.id, f"Tell me about cats, part {turn}.", audio=False):
-            pass
-        await service.memory.settled()
+        await _say(service, session.id, f"Tell me about cats, part {turn}.")
     assert len(llm.primed) == 1
     primed = llm.primed[0]
     assert primed[-1] == ChatMessage("user", "")  # the prompt so far, without a message
-    async for _ in service.reply(session.id, "And dogs?", audio=False):
-        pass
+    await _say(service, session.id, "And dogs?")
     nxt = llm.prompts[-1]
     assert nxt[: len(primed) - 1] == primed[:-1]  # all of it reused by the next reply
     assert "part 0" in primed[0].content  # the folded turn is in the summary now
