@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,11 +31,11 @@ from eva.conversation.turn import (
     TurnTimer,
     run_turn,
 )
-from eva.engines.base import EngineError, Float32Audio, Int16Audio, Transcript
+from eva.engines.base import ChatMessage, EngineError, Float32Audio, Int16Audio, Transcript
 from eva.engines.runtime import Engines
 from eva.engines.threads import iterate_in_thread
 from eva.stats import LatencyStats
-from eva.store.sqlite import SessionRecord, Store, UnknownSessionError
+from eva.store.sqlite import MessageRecord, SessionRecord, Store, UnknownSessionError
 
 log = logging.getLogger("eva.conversation")
 
@@ -101,15 +101,7 @@ class Conversation:
         started = time.monotonic()
         parts = await self.memory.prepare(session_id, user_text)  # history, memories, summary
         self.stats.record({"recall_ms": (time.monotonic() - started) * 1000.0})
-        messages = build_messages(
-            self.persona.prompt,
-            parts.history,
-            user_text,
-            self.persona.examples,
-            summary=parts.summary,
-            memories=parts.memories,
-            token_budget=self.prompt_budget,
-        )
+        messages = self._prompt(parts.history, parts.summary, user_text, parts.memories)
         style = style_for(self.settings.voice_styles, voice.id)
         events = run_turn(
             messages,
@@ -156,14 +148,7 @@ class Conversation:
         started = time.monotonic()
         try:
             history, summary = await asyncio.to_thread(self.memory.book.recent, session_id)
-            messages = build_messages(
-                self.persona.prompt,
-                history,
-                "",
-                self.persona.examples,
-                summary=summary,
-                token_budget=self.prompt_budget,
-            )
+            messages = self._prompt(history, summary, "")
             stream = iterate_in_thread(
                 self.engines.pools.llm,
                 lambda stop: self.engines.llm.stream(messages, max_tokens=1, cancel=stop),
@@ -175,6 +160,25 @@ class Conversation:
             log.info("prompt cache not primed: %s", type(exc).__name__)
             return
         self.stats.record({"prompt_prime_ms": (time.monotonic() - started) * 1000.0})
+
+    def _prompt(
+        self,
+        history: Sequence[MessageRecord],
+        summary: str,
+        user_text: str,
+        memories: str = "",
+    ) -> list[ChatMessage]:
+        """The persona's prompt around this session's turn: one shape for replies and for
+        priming, so that a primed prompt is the start of the next reply's."""
+        return build_messages(
+            self.persona.prompt,
+            history,
+            user_text,
+            self.persona.examples,
+            summary=summary,
+            memories=memories,
+            token_budget=self.prompt_budget,
+        )
 
     async def greeting(self, session_id: str, user_id: str | None) -> str | None:
         return await self.memory.greeting(session_id, user_id)
