@@ -1,9 +1,10 @@
-"""The ``eva`` command: serve, say, chat, bench, loadtest."""
+"""The ``eva`` command: serve, say, chat, bench, loadtest, eval, selfcheck, doctor."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import sys
 import time
@@ -24,6 +25,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from eva.server.listen import listening_socket
     from eva.server.serving import check_exposure, configure_logging, startup_line, uvicorn_options
 
+    # A fatal signal in native code (an engine built for another CPU) prints every thread's
+    # Python stack, whose frames name the engine, instead of dying without a word.
+    faulthandler.enable(all_threads=True)
     settings = Settings(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     check_exposure(settings)
     url = f"http://{settings.host}:{settings.port}"
@@ -136,6 +140,28 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return load_main(args)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eva.bench.eval import main as eval_main
+
+    return eval_main(args)
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from eva.native import selfcheck, smoke
+
+    unknown = [name for name in args.checks if name not in smoke.CHECKS]
+    if unknown:
+        print(f"eva selfcheck: unknown checks {unknown}; known: {list(smoke.CHECKS)}")
+        return 2
+    return selfcheck.run_all(args.checks or None, repair=args.repair)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from eva.native import doctor
+
+    return doctor.run(Settings(**{k: v for k, v in (("port", args.port),) if v}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eva", description="Eva, a voice companion.")
     parser.add_argument("--version", action="version", version=f"eva {__version__}")
@@ -169,6 +195,27 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest = commands.add_parser("loadtest", help="many concurrent /ws sessions for minutes")
     add_load_arguments(loadtest)
     loadtest.set_defaults(func=cmd_loadtest)
+
+    from eva.bench.eval import add_arguments as add_eval_arguments
+
+    evaluate = commands.add_parser("eval", help="check what Eva says, per brain (no judge model)")
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    check = commands.add_parser(
+        "selfcheck", help="run every engine once, each in a child process, and explain crashes"
+    )
+    check.add_argument("checks", nargs="*", help="only these checks (default: all that apply)")
+    check.add_argument(
+        "--repair", action="store_true", help="take a crashing llama.cpp CPU variant out"
+    )
+    check.set_defaults(func=cmd_selfcheck)
+
+    doctor = commands.add_parser(
+        "doctor", help="the CPU, the llama.cpp build, models, disk, memory, port, engine checks"
+    )
+    doctor.add_argument("--port", type=int, default=None, help="the port to check (EVA_PORT)")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -61,10 +61,26 @@ class Settings(BaseSettings):
     stt_short_window: bool = True
 
     # --- language model; the list is a fallback order
-    llm_backends: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["llamacpp"])
-    llm_model: str = "smollm2"  # "smollm2" (packaged) or a path to a GGUF file
+    # "llamaserver": the model served by llama.cpp's own server, a supervised child of Eva;
+    # "llamacpp": the model in Eva's process (one conversation at a time); "openai": any
+    # OpenAI-compatible server by URL.
+    llm_backends: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["llamaserver"])
+    # "qwen2.5-coder-1.5b" (packaged, the default brain), "smollm2" (packaged, small and
+    # fast) or a path to a GGUF file
+    llm_model: str = "qwen2.5-coder-1.5b"
     llm_threads: int = 2
-    llm_context: int = 2048
+    llm_context: int = 2048  # tokens per conversation (per slot of llama-server)
+    # llama-server's slots: conversations evaluated at once, batched, each keeping its own
+    # prompt cache. Four on 2 cores gave 1.7x the total tokens/s of one (issue 11).
+    llm_slots: int = Field(4, ge=1, le=64)
+    # llama-server's speculative decoding (--spec-type), e.g. "ngram-simple" (prompt
+    # lookup) or "draft-simple" with a draft model (a packaged name or a GGUF path, same
+    # tokenizer); "" for none. Measured in docs/performance.md.
+    llm_speculative: str = ""
+    # Stop llama-server's computing while speech is synthesized (at most 0.3 s at a time):
+    # on two cores the first clause's synthesis is ~60 ms faster (docs/performance.md).
+    llm_pause_for_speech: bool = True
+    llm_draft_model: str = ""
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     openai_model: str = "default"
     openai_api_key: str = ""
@@ -73,6 +89,11 @@ class Settings(BaseSettings):
     # in well under a second.
     openai_first_token_timeout_s: float = 2.0
     openai_connect_timeout_s: float = 1.0
+    # Streams sent to the server at once; more wait in Eva's queue.
+    openai_concurrent_streams: int = Field(4, ge=1, le=256)
+    # When the server is llama.cpp's with this many slots (--parallel), each conversation
+    # keeps to one, so its prompt stays cached there; 0 for any other server.
+    openai_llama_cpp_slots: int = Field(0, ge=0, le=64)
 
     # --- speech synthesis
     # The default voice; "" picks the first voice that speaks ``language``.
@@ -93,6 +114,15 @@ class Settings(BaseSettings):
     vad_threshold: float = 0.5
     vad_min_speech_ms: int = 96
     vad_pause_ms: int = 128
+    # The end-of-turn model (eva/engines/turn_smart.py); "" leaves the decision to the
+    # rule on words alone. eva/conversation/end_of_turn.py says how both are combined.
+    end_of_turn_backend: str = "smart_turn"
+    # The silence that ends a turn the model is confident about (people answer in ~200 ms).
+    end_of_turn_fast_ms: int = Field(200, ge=0)
+    # The longest wait, for words that trail off ("and then the doctor said that I...").
+    end_of_turn_max_ms: int = Field(2000, ge=0)
+    # The rule on words: finished-looking words, anything else (also while the model has
+    # not answered yet).
     end_of_turn_complete_ms: int = 500
     end_of_turn_ms: int = 800
 
@@ -107,6 +137,9 @@ class Settings(BaseSettings):
     # --- limits on input
     max_message_chars: int = 2000
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Any other request body (JSON): the longest message escaped as JSON is under 20 KiB.
+    # Enforced while the body is read, so a huge body is refused before it is held.
+    max_body_bytes: int = 64 * 1024
     max_audio_seconds: float = 60.0
 
     # --- access, privacy and limits (issue 6; README "Access and privacy")
@@ -115,7 +148,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Without keys Eva refuses a non-loopback host unless this says it is meant to be open.
     allow_unauthenticated: bool = False
-    # WebSocket origins allowed besides the page's own (exact ``scheme://host[:port]``).
+    # Host names this server answers to besides the loopback names and EVA_HOST: a request
+    # for any other Host is refused (DNS rebinding). "*" accepts any Host.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Browser origins allowed besides those of an allowed host (exact ``scheme://host[:port]``),
+    # for WebSockets and for requests that change something.
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Origins whose pages may call the HTTP API (CORS); none by default.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -130,7 +167,11 @@ class Settings(BaseSettings):
     # uvicorn does not cap WebSocket upgrades, and each voice session holds a VAD stream.
     max_sessions_per_user: int = 8
     max_ws_sessions: int = 128
-    # Requests (and typed WebSocket turns) per minute, per key and per client address; a
+    # Sessions without a key from one address: a user_id costs nothing to invent, so
+    # without this one address could take every session. 0: no cap.
+    max_anonymous_sessions_per_address: int = 32
+    # Requests (and typed WebSocket turns) per minute, per key, and per client address for
+    # those without a key (so that nobody without one can spend a keyed user's budget); a
     # turn costs about a second of both CPU cores, so more than a few a second only queues.
     # 0 turns a limit off.
     rate_limit_per_key: int = 120
@@ -153,8 +194,9 @@ class Settings(BaseSettings):
     voice_styles: dict[str, VoiceStyle] = Field(default_factory=dict)
     # A reply whose first audio is not ready this long after the end of the person's turn
     # (the moment Eva decides it ended; for a typed turn, when the text arrived) starts
-    # with a short acknowledgement ("Mm."); 0 turns them off. 350 ms on top of the
-    # end-of-turn wait is about where a silence starts to feel like hesitation.
+    # with a short acknowledgement ("Mm."); 0 turns them off. A spoken reply gets one no
+    # sooner than 1.2 s after the last word (session.py, ACK_AFTER_SPEECH_S): it plays
+    # whole before the reply, so one said just before the reply was ready delays it.
     ack_after_ms: int = Field(350, ge=0)
     # Speech over Eva no longer than this, transcribed as a backchannel ("mm-hm", "yeah"),
     # does not interrupt her; longer speech does. Spoken backchannels last 200-700 ms; a
@@ -163,6 +205,9 @@ class Settings(BaseSettings):
     # Hands-free silence after Eva finished speaking before she checks in once ("Still
     # there?"); 0 turns it off.
     reengage_after_s: float = Field(20.0, ge=0)
+    # Eva's own "mm-hm" during a long turn, at a pause the end-of-turn model judges
+    # unfinished (/ws, hands-free; a session can switch it with session.update).
+    backchannels: bool = True
 
     # --- faults (docs/hardening.md)
     # A /ws client that has not read what it was sent for this long is dropped (close code
@@ -174,6 +219,7 @@ class Settings(BaseSettings):
         "tts_backends",
         "piper_voices",
         "api_keys",
+        "allowed_hosts",
         "allowed_origins",
         "cors_origins",
         mode="before",

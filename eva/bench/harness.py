@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--barge-ins", type=int, default=4, help="barge-in trials")
     parser.add_argument("--skip-voice", action="store_true", help="typed turns only")
+    parser.add_argument(
+        "--turn-taking",
+        choices=("also", "only", "skip"),
+        default="also",
+        help="the turn-taking benchmark (eva/bench/turn_taking.py), in this process",
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="no sequential baseline")
     parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
     parser.add_argument("--out", default="bench/results", help="where to write the results")
@@ -225,10 +231,17 @@ def write(result: dict[str, Any], out: Path) -> dict[str, Path]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from eva.bench import turn_taking
+
+    turns = ["--turns", "6"] if args.quick else []
+    if args.turn_taking == "only":
+        return turn_taking.main(["--out", args.out, *turns])
     result = run(args)
     paths = write(result, Path(args.out))
     print(report.markdown_table(result))
     print(f"\nbackends: {result['backends']}")
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if args.turn_taking == "also":
+        return turn_taking.main(["--out", args.out, *turns])
     return 0

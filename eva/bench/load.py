@@ -396,7 +396,10 @@ def main(args: argparse.Namespace) -> int:
         url = args.url
         if url is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eva-load-")))
-            served = stack.enter_context(ServedEva(data_dir))
+            # Every simulated person connects from 127.0.0.1 without a key: lift the
+            # per-address cap on such sessions, which would otherwise stop them at 32.
+            no_address_cap = {"EVA_MAX_ANONYMOUS_SESSIONS_PER_ADDRESS": "0"}
+            served = stack.enter_context(ServedEva(data_dir, env=no_address_cap))
             served.wait_ready()
             url = served.base_url
         report = asyncio.run(

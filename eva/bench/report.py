@@ -152,7 +152,10 @@ def markdown_table(report: Mapping[str, Any]) -> str:
     memory = report.get("memory", {})
     lines.append("")
     if memory.get("available"):
-        lines.append(f"Server peak resident memory (VmHWM): {memory['peak_rss_mib']} MiB")
+        lines.append(
+            "Server peak resident memory (Eva and its model server, summed, sampled every"
+            f" 0.5 s; processes: {memory.get('processes', 1)}): {memory['peak_rss_mib']} MiB"
+        )
     else:
         lines.append(f"Server peak resident memory: unavailable ({memory.get('reason', '')})")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ peak resident memory of that process, read from ``/proc/<pid>/status``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -93,13 +94,43 @@ def read_memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Eva's model server is its child)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for children in Path(f"/proc/{tree[index]}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):  # it ended meanwhile
+                tree += [int(child) for child in children.read_text().split()]
+        index += 1
+    return tree
+
+
+def tree_memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS summed over the process and its descendants, and the largest VmHWM of them."""
+    total = {"VmRSS": 0, "VmHWM": 0, "processes": 0}
+    for member in process_tree(pid):
+        try:
+            memory = read_memory_kib(member)
+        except OSError:
+            if member == pid:
+                raise
+            continue
+        total["VmRSS"] += memory.get("VmRSS", 0)
+        total["VmHWM"] = max(total["VmHWM"], memory.get("VmHWM", 0))
+        total["processes"] += 1
+    return total
+
+
 class MemorySampler:
-    """Samples a process's resident memory in a background thread while the bench runs."""
+    """Samples the resident memory of a process and its children (the model server) in a
+    background thread while the bench runs. The peak is the largest sampled sum: the
+    kernel's high-water mark (VmHWM) is per process and cannot be added up."""
 
     def __init__(self, pid: int | None) -> None:
         self.pid = pid
         self.samples: list[tuple[float, int]] = []  # (seconds since start, VmRSS KiB)
         self.peak_kib = 0
+        self.processes = 0
         self.error: str | None = None if pid is not None else "no server pid (use --server-pid)"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
@@ -119,12 +150,13 @@ class MemorySampler:
         started = time.monotonic()
         while True:
             try:
-                memory = read_memory_kib(self.pid)
+                memory = tree_memory_kib(self.pid)
             except (OSError, ValueError) as exc:
                 self.error = self.error or f"cannot read /proc/{self.pid}/status: {exc}"
                 return
-            self.samples.append((round(time.monotonic() - started, 2), memory.get("VmRSS", 0)))
-            self.peak_kib = max(self.peak_kib, memory.get("VmHWM", 0), memory.get("VmRSS", 0))
+            self.samples.append((round(time.monotonic() - started, 2), memory["VmRSS"]))
+            self.peak_kib = max(self.peak_kib, memory["VmRSS"])
+            self.processes = max(self.processes, memory["processes"])
             if self._stop.wait(MEMORY_SAMPLE_EVERY_S):
                 return
 
@@ -135,6 +167,7 @@ class MemorySampler:
             "available": True,
             "pid": self.pid,
             "peak_rss_mib": round(self.peak_kib / 1024, 1),
+            "processes": self.processes,
             "last_rss_mib": round(self.samples[-1][1] / 1024, 1),
             "samples": len(self.samples),
         }

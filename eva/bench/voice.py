@@ -142,6 +142,7 @@ class _Connection:
     socket: Any
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     audio_at: list[float] = field(default_factory=list)
+    audio_bytes: list[int] = field(default_factory=list)  # the size of each audio frame
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def read(self) -> None:
@@ -150,6 +151,7 @@ class _Connection:
                 now = time.monotonic()
                 if isinstance(message, bytes):
                     self.audio_at.append(now)
+                    self.audio_bytes.append(len(message))
                 else:
                     self.events.append((now, json.loads(message)))
                 self.changed.set()
@@ -196,8 +198,20 @@ async def _one_turn(
     speech_end = await stream_audio(socket, utterance.pcm)
     tail = asyncio.create_task(_silence_forever(socket))
 
+    def reply_done() -> dict[str, Any] | None:
+        """The reply's own end (not that of Eva's "mm-hm" while the person spoke)."""
+        created = _reply_created(connection, speech_end)
+        if created is None:
+            return None
+        wanted = created[1]["response_id"]
+        return next(
+            (e for _, e in connection.events
+             if e["type"] == "response.done" and e.get("response_id") == wanted),
+            None,
+        )  # fmt: skip
+
     def done() -> bool:
-        return connection.first("response.done", speech_end) is not None
+        return reply_done() is not None
 
     try:
         await connection.until(
@@ -209,7 +223,9 @@ async def _one_turn(
             await connection.until(done, listen_s)
         if not done():
             await socket.send(json.dumps({"type": "interrupt"}))
-        _, finished = await connection.wait("response.done", TURN_TIMEOUT_S, speech_end)
+        await connection.until(done, TURN_TIMEOUT_S)
+        finished = reply_done()
+        assert finished is not None
     finally:
         tail.cancel()
         with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
@@ -242,11 +258,36 @@ async def _one_turn(
     }
 
 
+def _reply_created(connection: _Connection, since: float) -> tuple[float, dict[str, Any]] | None:
+    """The reply's ``response.created``: Eva's own lines (a backchannel) carry a purpose."""
+    return next(
+        ((t, e) for t, e in connection.events
+         if t >= since and e["type"] == "response.created" and "purpose" not in e),
+        None,
+    )  # fmt: skip
+
+
 def _reply_audio_at(connection: _Connection, since: float) -> float | None:
+    """The reply's own first audio: after its first words, and after the acknowledgement
+    that may come first (its ``samples`` are the first audio after ``response.ack``)."""
+    created = _reply_created(connection, since)
+    if created is None:
+        return None
+    since = created[0]
     delta = connection.first("response.text.delta", since)
     if delta is None:
         return None
-    return next((t for t in connection.audio_at if t >= delta[0]), None)
+    ack = connection.first("response.ack", since)
+    ack_bytes = 2 * int(ack[1].get("samples", 0)) if ack is not None else 0
+    for at, size in zip(connection.audio_at, connection.audio_bytes, strict=True):
+        if at < since:
+            continue
+        if ack is not None and at >= ack[0] and ack_bytes > 0:
+            ack_bytes -= size
+            continue
+        if at >= delta[0]:
+            return at
+    return None
 
 
 async def voice_session(

@@ -6,9 +6,9 @@ it runs the VAD on 32 ms frames and returns events. It knows three moments:
 - ``SpeechStarted``: enough voiced frames in a row (a click or a breath is not speech);
 - ``SpeechPaused``: a short silence after speech. The reply can be prepared from here on,
   speculatively, while the detector waits to see whether the person goes on;
-- ``TurnEnded``: the silence lasted long enough to be the end of the turn. How long depends
-  on what was said (``end_of_turn_wait``): words that end like a finished sentence need a
-  shorter wait than words that trail off ("and", "um").
+- ``TurnEnded``: the silence lasted long enough to be the end of the turn. How long is the
+  caller's decision (``set_turn_wait_ms``), made from how and what the person said
+  (eva/conversation/end_of_turn.py).
 
 A person who resumes after ``SpeechPaused`` gets a new ``SpeechStarted`` and the utterance
 goes on; the caller throws its speculative work away.
@@ -16,7 +16,6 @@ goes on; the caller throws its speculative work away.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,11 +34,8 @@ class ListenerConfig:
     # Silence after which the person has paused: the reply starts being prepared. Work
     # started here is thrown away if they go on, so it can be early.
     pause_ms: int = 128
-    # Silence after which the turn ends when the words so far look finished ("... today?").
-    # The reply is being prepared meanwhile, and takes about as long, so a shorter wait
-    # would gain little and cut off more people who pause after a complete phrase.
-    end_of_turn_complete_ms: int = 500
-    # Silence after which the turn ends otherwise (mid-sentence pauses are often 300-600 ms).
+    # Silence after which the turn ends until the session says otherwise
+    # (``set_turn_wait_ms``, from eva/conversation/end_of_turn.py).
     end_of_turn_ms: int = 800
     # Audio kept from before speech started, so the first syllable is not clipped.
     preroll_ms: int = 320
@@ -66,20 +62,6 @@ class TurnEnded:
 
 
 ListenerEvent = SpeechStarted | SpeechPaused | TurnEnded
-
-_TRAILING_WORDS = re.compile(
-    r"\b(and|but|or|so|because|then|um+|uh+|er+|like|the|a|an|to|of|with|et|mais|donc|"
-    r"euh+|le|la|les|de|avec)[\s,.…-]*$",
-    re.IGNORECASE,
-)
-
-
-def looks_complete(text: str) -> bool:
-    """Whether words end like a finished turn: sentence punctuation, not a dangling word."""
-    stripped = text.strip()
-    if not stripped or stripped.endswith(("...", "…", ",")):
-        return False
-    return stripped[-1] in ".?!" and not _TRAILING_WORDS.search(stripped)
 
 
 @dataclass
@@ -110,12 +92,20 @@ class TurnDetector:
         """The person is in an utterance (speaking, or paused within the turn)."""
         return self._in_speech or self._paused
 
-    def set_end_of_turn_wait(self, words_so_far: str) -> None:
-        """Choose the end-of-turn wait from the words heard up to the pause."""
-        complete = looks_complete(words_so_far)
-        self._end_of_turn_ms = (
-            self.config.end_of_turn_complete_ms if complete else self.config.end_of_turn_ms
-        )
+    @property
+    def silence_ms(self) -> int:
+        """Silence since the person paused (0 while they speak)."""
+        return self._silent_run * self._frame * 1000 // STT_SAMPLE_RATE if self._paused else 0
+
+    def set_turn_wait_ms(self, wait_ms: int) -> TurnEnded | None:
+        """Set the silence that ends this utterance's turn. When the pause has already
+        lasted that long, the turn ends now (returned)."""
+        self._end_of_turn_ms = wait_ms
+        if self._paused and self.ends_turns_on_silence and self.silence_ms >= wait_ms:
+            event = TurnEnded(self._audio(), self._speech_end)
+            self._reset_utterance()
+            return event
+        return None
 
     def end_turn_now(self) -> TurnEnded | None:
         """Push-to-talk release: the turn ends now, whatever the silence."""
@@ -124,6 +114,12 @@ class TurnDetector:
         event = TurnEnded(self._audio(), self._speech_end or self._position)
         self._reset_utterance()
         return event
+
+    def carry_over(self, audio: Float32Audio) -> None:
+        """The utterance that just began continues the turn that ended with ``audio``: the
+        two are heard, transcribed and judged as one."""
+        if self.speaking and audio.size:
+            self._utterance.insert(0, np.round(audio * 32768.0).astype(np.int16))
 
     def utterance_audio(self) -> Float32Audio:
         return self._audio()

@@ -1,8 +1,8 @@
 """Conversation manners as plain functions: the mood of a clause, whether what the person
 said over Eva was only a backchannel, which acknowledgement fits, and how Eva re-engages.
 
-No I/O here: the /ws session (eva/server/ws_voice.py) and the prosody (prosody.py) decide
-when to ask; these decide what.
+No I/O here: the session core (session.py) and the prosody (prosody.py) decide when to
+ask; these decide what.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ ACKNOWLEDGEMENTS: dict[str, dict[AckKind, str]] = {
         "excited": "Oh !",
     },
 }
+
+# Eva's own backchannel while the person talks: short, soft, unmistakably listening.
+BACKCHANNEL_LINES = {"en": "Mm-hm.", "fr": "Mm-hm."}
 
 REENGAGE_LINES = {
     "en": "Still there? No rush.",
@@ -124,3 +127,7 @@ def all_acknowledgements(language: str) -> list[str]:
 
 def reengage_line(language: str) -> str:
     return REENGAGE_LINES.get(primary_language(language), REENGAGE_LINES["en"])
+
+
+def backchannel_line(language: str) -> str:
+    return BACKCHANNEL_LINES.get(primary_language(language), BACKCHANNEL_LINES["en"])

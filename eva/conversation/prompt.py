@@ -24,8 +24,11 @@ from eva.store.sqlite import MessageRecord
 
 # A conservative token estimate without a tokenizer at hand: SmolLM2's tokenizer averages
 # about four characters per token in English and a little under in French; three
-# over-counts, so a prompt estimated to fit does fit. Digits are one token each.
+# over-counts, so a prompt estimated to fit does fit. Digits are one token each. Beyond the
+# Latin alphabets (CJK, emoji, ...) a character is counted as its UTF-8 bytes: a byte-level
+# BPE never spends more than a token a byte, and 1000 emoji can take 3000 tokens.
 CHARS_PER_TOKEN = 3.0
+_LAST_LATIN = "\u024f"
 # What the chat template adds around each message (role markers, newlines).
 TOKENS_PER_MESSAGE = 6
 # Over budget, the oldest history goes this many messages at a time: the history then
@@ -37,7 +40,16 @@ CONTEXT_MARGIN_TOKENS = 64
 
 def estimate_tokens(text: str) -> int:
     digits = sum(char.isdigit() for char in text)
-    return math.ceil((len(text) - digits) / CHARS_PER_TOKEN) + digits + TOKENS_PER_MESSAGE
+    wide = [char for char in text if char > _LAST_LATIN] if not text.isascii() else []
+    wide_bytes = len("".join(wide).encode("utf-8", "surrogatepass"))
+    latin = len(text) - digits - len(wide)
+    return math.ceil(latin / CHARS_PER_TOKEN) + digits + wide_bytes + TOKENS_PER_MESSAGE
+
+
+def message_room(system_prompt: str, examples: Sequence[ChatMessage], token_budget: int) -> int:
+    """The estimated tokens left for what the person says once the persona is in: every
+    other part of the prompt can be cut (build_messages), the persona and the message not."""
+    return token_budget - estimate_tokens(system_prompt) - sum(map(_tokens, examples))
 
 
 def prompt_token_budget(context_tokens: int, reply_tokens: int) -> int:

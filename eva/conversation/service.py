@@ -18,13 +18,21 @@ import numpy as np
 
 from eva.config import Settings
 from eva.conversation.acknowledgements import SpokenLines
+from eva.conversation.chunker import ClauseChunker
 from eva.conversation.memory_worker import MemoryKeeper
 from eva.conversation.persona import Persona, load_persona
-from eva.conversation.prompt import build_messages, prompt_token_budget
+from eva.conversation.prompt import (
+    build_messages,
+    estimate_tokens,
+    message_room,
+    prompt_token_budget,
+)
 from eva.conversation.prosody import StyledVoice, style_for
 from eva.conversation.text_shaping import speakable
 from eva.conversation.turn import (
+    AudioChunk,
     ReplyBounds,
+    TextDelta,
     TurnControl,
     TurnDone,
     TurnEvent,
@@ -114,6 +122,7 @@ class Conversation:
             bounds=self.bounds,
             control=control,
             timer=timer,
+            session=session_id,
         )
         async for event in self.memory.during_turn(events):
             if isinstance(event, TurnDone):
@@ -143,7 +152,7 @@ class Conversation:
         the LLM while nobody waits for it, when something else has replaced it in the
         LLM's prompt cache. Then the next reply evaluates only what follows: about a
         hundred tokens instead of a thousand (~3 ms each here)."""
-        if not getattr(self.engines.llm, "reuses_prompt_prefix", False):
+        if not self.engines.llm.reuses_prompt_prefix:
             return  # a server's cache (if any) is not ours to steer
         started = time.monotonic()
         try:
@@ -151,7 +160,9 @@ class Conversation:
             messages = self._prompt(history, summary, "")
             stream = iterate_in_thread(
                 self.engines.pools.llm,
-                lambda stop: self.engines.llm.stream(messages, max_tokens=1, cancel=stop),
+                lambda stop: self.engines.llm.stream(
+                    messages, max_tokens=1, cancel=stop, session=session_id
+                ),
                 threading.Event(),
             )
             async for _ in stream:
@@ -180,6 +191,19 @@ class Conversation:
             token_budget=self.prompt_budget,
         )
 
+    def too_long_for_model(self, text: str) -> str | None:
+        """Why ``text`` cannot be answered by the model, or None: a message whose tokens do
+        not fit the model's context beside the persona and the reply is the client's error
+        (413), not a backend failure."""
+        room = message_room(self.persona.prompt, self.persona.examples, self.prompt_budget)
+        needed = estimate_tokens(text)
+        if needed <= room:
+            return None
+        return (
+            f"the message needs about {needed} tokens and the model has room for {room}: "
+            "say it in fewer words"
+        )
+
     async def greeting(self, session_id: str, user_id: str | None) -> str | None:
         return await self.memory.greeting(session_id, user_id)
 
@@ -199,6 +223,31 @@ class Conversation:
         elapsed = (time.monotonic() - started) * 1000.0
         self.stats.record({"stt_ms": elapsed})
         return TimedTranscript(transcript, round(elapsed, 2))
+
+    async def speak(
+        self, text: str, voice_id: str, control: TurnControl
+    ) -> AsyncIterator[TurnEvent]:
+        """Words of Eva's own that no one asked for (the greeting) said like a reply:
+        clause by clause, in the voice's style, with speech's priority over the LLM."""
+        voice = self.engines.tts.info(voice_id)
+        style = style_for(self.settings.voice_styles, voice.id)
+        styled = StyledVoice(self.engines.tts, voice, style)
+        chunker = ClauseChunker()
+        yield TextDelta(text)
+        for clause in [*chunker.push(text), *chunker.flush()]:
+            words = speakable(clause.text, self.settings.language)
+            chunks = iterate_in_thread(
+                self.engines.pools.tts,
+                lambda stop, w=words: self.engines.pools.speech.speak(  # type: ignore[misc]
+                    styled.synthesize(w, voice.id, stop)
+                ),
+                control.new_stop(),
+            )
+            async for pcm in chunks:
+                yield AudioChunk(pcm, voice.sample_rate, clause.text)
+            if control.cancelled:
+                break
+        yield TurnDone(text=text, spoken_text=text, interrupted=control.cancelled, timings={})
 
     async def synthesize(
         self, text: str, voice_id: str | None = None

@@ -126,8 +126,10 @@ async def run_turn(
     bounds: ReplyBounds,
     control: TurnControl | None = None,
     timer: TurnTimer | None = None,
+    session: str = "",
 ) -> AsyncIterator[TurnEvent]:
-    """Stream one reply. ``tts=None`` gives text only. The last event is always TurnDone."""
+    """Stream one reply. ``tts=None`` gives text only. The last event is always TurnDone.
+    ``session`` keeps the conversation in its own prompt cache where the LLM has several."""
     control = control or TurnControl()
     timer = timer or TurnTimer()
     # Both queues are unbounded on purpose: ReplyBounds already bounds a reply (about 90
@@ -151,7 +153,7 @@ async def run_turn(
             tokens = iterate_in_thread(
                 pools.llm,
                 lambda stop: pools.speech.pace(
-                    llm.stream(messages, max_tokens=bounds.max_tokens, cancel=stop)
+                    llm.stream(messages, max_tokens=bounds.max_tokens, cancel=stop, session=session)
                 ),
                 control.new_stop(),
             )

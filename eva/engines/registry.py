@@ -13,16 +13,18 @@ from typing import Any, Literal
 from eva.config import Settings
 from eva.engines.base import EngineError, MissingDependencyError
 
-Kind = Literal["stt", "llm", "tts", "vad"]
+Kind = Literal["stt", "llm", "tts", "vad", "turn"]
 
 BACKENDS: dict[tuple[Kind, str], str] = {
     ("stt", "whisper"): "eva.engines.stt_whisper",
+    ("llm", "llamaserver"): "eva.engines.llm_llamaserver",
     ("llm", "llamacpp"): "eva.engines.llm_llamacpp",
     ("llm", "openai"): "eva.engines.llm_openai",
     ("tts", "piper"): "eva.engines.tts_piper",
     ("tts", "espeak"): "eva.engines.tts_espeak",
     ("vad", "silero"): "eva.engines.vad_silero",
     ("vad", "pysilero"): "eva.engines.vad_pysilero",
+    ("turn", "smart_turn"): "eva.engines.turn_smart",
 }
 
 

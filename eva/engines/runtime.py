@@ -11,7 +11,7 @@ from typing import Any
 
 from eva.config import Settings
 from eva.engines import registry
-from eva.engines.base import LLMEngine, STTEngine, VADEngine
+from eva.engines.base import EndOfTurnEngine, EngineError, LLMEngine, STTEngine, VADEngine
 from eva.engines.llm_fallback import create_chain
 from eva.engines.threads import EnginePools
 from eva.engines.voices import VoiceCatalog
@@ -47,6 +47,7 @@ class Engines:
     llm: LLMEngine
     tts: VoiceCatalog
     vad: VADEngine
+    end_of_turn: EndOfTurnEngine | None = None  # None: the rule on words decides
     pools: EnginePools = field(default_factory=EnginePools)
 
     @classmethod
@@ -75,10 +76,24 @@ class Engines:
             f"voice activity detection ({settings.vad_backend})",
             lambda: registry.create("vad", settings.vad_backend, settings),
         )
+        end_of_turn: EndOfTurnEngine | None = None
+        if settings.end_of_turn_backend:
+            try:
+                end_of_turn = _timed(
+                    progress,
+                    f"end of turn ({settings.end_of_turn_backend})",
+                    lambda: registry.create("turn", settings.end_of_turn_backend, settings),
+                )
+            except EngineError as exc:  # Eva still starts: the rule on words decides
+                log.warning("end of turn: the rule on words alone, because %s", exc)
         _warm(progress, llm, system_prompt=system_prompt)
-        for engine in (stt, *tts_engines, vad):
-            _warm(progress, engine)
-        return cls(stt=stt, llm=llm, tts=tts, vad=vad)
+        for engine in (stt, *tts_engines, vad, end_of_turn):
+            if engine is not None:
+                _warm(progress, engine)
+        return cls(
+            stt=stt, llm=llm, tts=tts, vad=vad, end_of_turn=end_of_turn,
+            pools=EnginePools.for_llm(llm),
+        )  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -86,8 +101,10 @@ class Engines:
             "llm": self.llm.name,
             "tts": [engine.name for engine in self.tts.engines],
             "vad": self.vad.name,
+            "end_of_turn": self.end_of_turn.name if self.end_of_turn is not None else "words",
             "default_voice": self.tts.default_voice,
         }
 
     def close(self) -> None:
         self.pools.shutdown()
+        self.llm.close()

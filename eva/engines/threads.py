@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from eva.engines.base import LLMEngine
+
 T = TypeVar("T")
 
 # How often a worker blocked on a full queue looks at its stop flag. Short enough that a
@@ -38,21 +40,38 @@ MAX_LLM_PAUSE_S = 0.3
 class SpeechPriority:
     """Audio is what the person waits for: while a clause is being synthesized, LLM
     generation pauses between tokens, so the two do not split the CPU cores. The LLM writes
-    many times faster than speech plays, so the pause costs nothing audible."""
+    many times faster than speech plays, so the pause costs nothing audible.
 
-    def __init__(self) -> None:
+    An LLM in another process cannot be paused between the tokens Eva reads: it is told
+    (``pause`` when synthesis begins, ``resume`` when none is left, or after
+    ``MAX_LLM_PAUSE_S`` at the latest)."""
+
+    def __init__(
+        self, pause: Callable[[], None] = lambda: None, resume: Callable[[], None] = lambda: None
+    ) -> None:
         self._active = 0
         self._quiet = threading.Condition()
+        self._pause, self._resume = pause, resume
+        self._deadline: threading.Timer | None = None
 
     @contextlib.contextmanager
     def speaking(self) -> Iterator[None]:
         with self._quiet:
             self._active += 1
+            if self._active == 1:
+                self._pause()
+                self._deadline = threading.Timer(MAX_LLM_PAUSE_S, self._resume)
+                self._deadline.daemon = True
+                self._deadline.start()
         try:
             yield
         finally:
             with self._quiet:
                 self._active -= 1
+                if self._active == 0:
+                    if self._deadline is not None:
+                        self._deadline.cancel()
+                    self._resume()
                 self._quiet.notify_all()
 
     def wait_until_quiet(self, timeout: float = MAX_LLM_PAUSE_S) -> None:
@@ -78,7 +97,8 @@ class SpeechPriority:
 
 @dataclass
 class EnginePools:
-    """One worker thread per engine kind, and the priority of speech over text."""
+    """One worker thread per engine kind (as many for the LLM as it serves streams at
+    once: a model server batches them), and the priority of speech over text."""
 
     stt: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="eva-stt")
@@ -86,13 +106,26 @@ class EnginePools:
     llm: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="eva-llm")
     )
+
+    @classmethod
+    def for_llm(cls, llm: LLMEngine) -> EnginePools:
+        return cls(
+            llm=ThreadPoolExecutor(llm.concurrent_streams, thread_name_prefix="eva-llm"),
+            speech=SpeechPriority(llm.pause_for_speech, llm.resume_after_speech),
+        )
+
     tts: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="eva-tts")
     )
     speech: SpeechPriority = field(default_factory=SpeechPriority)
+    # The end-of-turn model: ~50 ms per judgement, on its own thread so that it never waits
+    # behind a transcription (the judgement decides sooner than the transcript arrives).
+    turn: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="eva-turn")
+    )
 
     def shutdown(self) -> None:
-        for pool in (self.stt, self.llm, self.tts):
+        for pool in (self.stt, self.llm, self.tts, self.turn):
             pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -26,6 +26,7 @@ from eva.server.auth import ApiKeys, parse_api_keys
 from eva.server.errors import install_error_handlers
 from eva.server.limits import RateLimits, SessionSlots
 from eva.server.logs import RequestLogMiddleware
+from eva.server.origins import OriginPolicy
 from eva.server.schemas import HealthResponse
 from eva.server.web import mount_web
 from eva.server.ws_chat import chat_endpoint
@@ -94,7 +95,14 @@ def create_app(
     app.state.load_error = None
     app.state.api_keys = ApiKeys(parse_api_keys([k.get_secret_value() for k in settings.api_keys]))
     app.state.rate_limits = RateLimits.from_settings(settings)
-    app.state.session_slots = SessionSlots(settings.max_ws_sessions, settings.max_sessions_per_user)
+    app.state.session_slots = SessionSlots(
+        settings.max_ws_sessions,
+        settings.max_sessions_per_user,
+        settings.max_anonymous_sessions_per_address,
+    )
+    app.state.origin_policy = OriginPolicy.of(
+        settings.host, settings.allowed_hosts, [*settings.allowed_origins, *settings.cors_origins]
+    )
     install_error_handlers(app)
     app.include_router(routes_chat.router)
     app.include_router(routes_speech.router)

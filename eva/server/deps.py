@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request, UploadFile
 
 from eva.conversation.service import Conversation
+from eva.server.client_text import text_problem
 from eva.server.errors import ApiError
 
 
@@ -24,11 +25,9 @@ def checked_text(text: str, limit: int, field: str = "message") -> str:
     stripped = text.strip()
     if not stripped:
         raise ApiError(400, f"empty_{field}", f"the {field} is empty")
-    if not stripped.isascii():
-        try:  # JSON can escape a lone surrogate, which no model or voice can take
-            stripped.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(400, f"invalid_{field}", f"the {field} is not valid Unicode") from None
+    problem = text_problem(stripped)
+    if problem is not None:
+        raise ApiError(400, f"invalid_{field}", f"the {field} {problem}")
     if len(stripped) > limit:
         raise ApiError(
             413, f"{field}_too_long", f"the {field} has {len(stripped)} characters; at most {limit}"
@@ -44,3 +43,12 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     if not data:
         raise ApiError(400, "empty_upload", "the uploaded file is empty")
     return data
+
+
+def checked_message(service: Conversation, text: str) -> str:
+    """A typed turn as the model can take it: ``checked_text``, and short enough in tokens."""
+    text = checked_text(text, service.settings.max_message_chars)
+    problem = service.too_long_for_model(text)
+    if problem is not None:
+        raise ApiError(413, "message_too_long", problem)
+    return text

@@ -78,16 +78,20 @@ class RateLimits:
         )
 
     def hit(self, connection: HTTPConnection) -> int | None:
-        """Count one request or typed turn of ``connection``'s key and address; None if
-        allowed, else the whole seconds to wait (for ``Retry-After``)."""
-        waits = []
+        """Count one request or typed turn against the key's budget, or the address's when
+        there is no valid key; None if allowed, else the whole seconds to wait (for
+        ``Retry-After``). A keyed user never shares a budget with strangers at the same
+        address (a NAT, a proxy, anyone who can reach the port)."""
         owner = key_owner(connection)
         if owner is not None:
-            waits.append(self.per_key.hit(owner))
-        address = connection.client.host if connection.client else "unknown"
-        waits.append(self.per_address.hit(address))
-        refused = [wait for wait in waits if wait is not None]
-        return max(1, math.ceil(max(refused))) if refused else None
+            wait = self.per_key.hit(owner)
+        else:
+            wait = self.per_address.hit(client_address(connection))
+        return None if wait is None else max(1, math.ceil(wait))
+
+
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
 
 
 def rate_limited(connection: HTTPConnection) -> int | None:
@@ -98,29 +102,45 @@ def rate_limited(connection: HTTPConnection) -> int | None:
 
 @dataclass
 class SessionSlots:
-    """Concurrent WebSocket sessions, in total and per user."""
+    """Concurrent WebSocket sessions: in total, per user, and per address for sessions
+    without a key (whose user_id anyone can invent)."""
 
     total_limit: int
     per_user_limit: int
+    anonymous_per_address_limit: int = 0  # 0: no cap
     total: int = 0
     per_user: dict[str, int] = field(default_factory=dict)
+    anonymous_per_address: dict[str, int] = field(default_factory=dict)
 
-    def acquire(self, user: str | None) -> str | None:
-        """Take a slot; None if granted, else why not."""
+    def acquire(self, user: str | None, anonymous_address: str | None = None) -> str | None:
+        """Take a slot; None if granted, else why not. ``anonymous_address``: the client's
+        address when it has no key."""
         if self.total >= self.total_limit:
             return f"Eva already serves {self.total_limit} sessions; try again later"
         if user is not None and self.per_user.get(user, 0) >= self.per_user_limit:
             return f"this user already has {self.per_user_limit} open sessions"
+        limit = self.anonymous_per_address_limit
+        taken = self.anonymous_per_address.get(anonymous_address or "", 0)
+        if anonymous_address is not None and 0 < limit <= taken:
+            return f"this address already has {limit} sessions without a key"
         self.total += 1
-        if user is not None:
-            self.per_user[user] = self.per_user.get(user, 0) + 1
+        _add(self.per_user, user, 1)
+        if limit > 0:
+            _add(self.anonymous_per_address, anonymous_address, 1)
         return None
 
-    def release(self, user: str | None) -> None:
+    def release(self, user: str | None, anonymous_address: str | None = None) -> None:
         self.total -= 1
-        if user is not None:
-            left = self.per_user[user] - 1
-            if left:
-                self.per_user[user] = left
-            else:
-                del self.per_user[user]
+        _add(self.per_user, user, -1)
+        if self.anonymous_per_address_limit > 0:
+            _add(self.anonymous_per_address, anonymous_address, -1)
+
+
+def _add(counts: dict[str, int], name: str | None, step: int) -> None:
+    if name is None:
+        return
+    left = counts.get(name, 0) + step
+    if left > 0:
+        counts[name] = left
+    else:
+        counts.pop(name, None)

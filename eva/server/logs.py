@@ -38,14 +38,25 @@ def request_id_of(scope: Scope) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# A session id in a path is enough to read the session where no keys are set.
+_SESSION_IN_PATH = re.compile(r"(/sessions/)[^/]+")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could forge a line or drive a terminal (newline,
+    escape, NUL, other controls) written as an escape, so one request is one log line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def redacted_target(scope: Scope) -> str:
-    """The path, and the query's parameter names with their values hidden."""
-    path: str = scope.get("path", "")
+    """The path, without session ids, and the query's parameter names with their values
+    hidden; control characters escaped."""
+    path = _SESSION_IN_PATH.sub(r"\1…", scope.get("path", ""))
     query = scope.get("query_string", b"").decode("latin-1")
     if not query:
-        return path
+        return printable(path)
     names = [part.split("=", 1)[0] for part in query.split("&") if part]
-    return path + "?" + "&".join(f"{name[:32]}=…" for name in names[:10])
+    return printable(path + "?" + "&".join(f"{name[:32]}=…" for name in names[:10]))
 
 
 _QUERY_VALUE = re.compile(r"([?&][^=&\s\"']+=)[^&\s\"']*")
@@ -53,12 +64,14 @@ _QUERY_VALUE = re.compile(r"([?&][^=&\s\"']+=)[^&\s\"']*")
 
 class RedactQueryValues(logging.Filter):
     """For uvicorn's own loggers: at INFO they print WebSocket paths with their query
-    string (``"WebSocket /ws?token=…" [accepted]``); hide every value there too."""
+    string (``"WebSocket /ws?token=…" [accepted]``); hide every value there too, and
+    escape control characters as in the request log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if "=" in text:
-            record.msg, record.args = _QUERY_VALUE.sub(r"\1…", text), ()
+        cleaned = printable(_QUERY_VALUE.sub(r"\1…", text) if "=" in text else text)
+        if cleaned != text:
+            record.msg, record.args = cleaned, ()
         return True
 
 

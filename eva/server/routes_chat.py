@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from eva.conversation.service import Conversation
 from eva.conversation.turn import AudioChunk, TextDelta, TurnDone
 from eva.engines.base import EngineError
-from eva.server.deps import checked_text, conversation
+from eva.server.deps import checked_message, conversation
 from eva.server.identity import resolve_user
 from eva.server.schemas import (
     ChatRequest,
@@ -32,7 +32,7 @@ Service = Annotated[Conversation, Depends(conversation)]
 @router.post("/chat", response_model=ChatResponse, summary="One typed turn, whole reply")
 async def chat(body: ChatRequest, service: Service, request: Request) -> ChatResponse:
     started = time.monotonic()
-    text = checked_text(body.message, service.settings.max_message_chars)
+    text = checked_message(service, body.message)
     session = await service.open_session(body.session_id, resolve_user(request, body.user_id))
     done: TurnDone | None = None
     async for event in service.reply(session.id, text, audio=False):
@@ -64,7 +64,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 )
 async def chat_stream(body: StreamRequest, service: Service, request: Request) -> StreamingResponse:
     started = time.monotonic()
-    text = checked_text(body.message, service.settings.max_message_chars)
+    text = checked_message(service, body.message)
     session = await service.open_session(body.session_id, resolve_user(request, body.user_id))
     service.engines.tts.info(body.voice)  # an unknown voice is a 400 before streaming starts
 

@@ -7,8 +7,10 @@ a missing one. These routes need only the store, so they answer while the models
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
+from fastapi import Path as PathParam
 
 from eva.server.deps import checked_text
 from eva.server.errors import ApiError
@@ -53,6 +55,11 @@ def _item(record: MemoryRecord) -> MemoryItem:
     )
 
 
+# SQLite's rowid is a signed 64-bit integer: a larger id is the client's error (422), not an
+# OverflowError in the driver.
+MemoryId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+
+
 def _unknown(memory_id: int) -> ApiError:
     return ApiError(404, "unknown_memory", f"no memory {memory_id}")
 
@@ -65,7 +72,7 @@ async def list_memories(request: Request, user_id: str | None = None) -> Memorie
 
 
 @router.patch("/memories/{memory_id}", response_model=MemoryItem, summary="Correct a memory")
-async def edit_memory(memory_id: int, body: MemoryEdit, request: Request) -> MemoryItem:
+async def edit_memory(memory_id: MemoryId, body: MemoryEdit, request: Request) -> MemoryItem:
     owner = _user(request, body.user_id)
     text = checked_text(body.text, MAX_MEMORY_CHARS, field="text")
     record = await asyncio.to_thread(_memories(request).edit, owner, memory_id, text)
@@ -75,7 +82,9 @@ async def edit_memory(memory_id: int, body: MemoryEdit, request: Request) -> Mem
 
 
 @router.delete("/memories/{memory_id}", status_code=204, summary="Forget one memory")
-async def forget_memory(memory_id: int, request: Request, user_id: str | None = None) -> Response:
+async def forget_memory(
+    memory_id: MemoryId, request: Request, user_id: str | None = None
+) -> Response:
     owner = _user(request, user_id)
     if not await asyncio.to_thread(_memories(request).forget, owner, memory_id):
         raise _unknown(memory_id)

@@ -92,13 +92,17 @@ async def voice_turn(
     voice: Annotated[str | None, Form()] = None,
 ) -> VoiceTurnResponse:
     started = time.monotonic()
-    session = await service.open_session(session_id or None, resolve_user(request, user_id))
+    user = resolve_user(request, user_id)
+    # A session named is checked first (a stranger's is a 404 whatever the audio); a new
+    # one is made only once the upload is speech, so noise leaves no empty session behind.
+    named = await service.open_session(session_id, user) if session_id else None
     rate = service.engines.tts.info(voice).sample_rate  # an unknown voice is a 400 here
     audio = await _decode(service, file)
     heard = await service.transcribe(audio)
     user_text = heard.transcript.text.strip()
     if not any(character.isalnum() for character in user_text):
         raise ApiError(422, "no_speech", "no speech was recognised in the audio")
+    session = named or await service.open_session(None, user)
     chunks: list[np.ndarray] = []
     done: TurnDone | None = None
     async for event in service.reply(session.id, user_text, voice_id=voice):

@@ -17,6 +17,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from eva.conversation.service import Conversation
 from eva.conversation.turn import TextDelta, TurnDone
 from eva.engines.base import EngineError
+from eva.server.client_text import text_problem
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
 from eva.server.limits import rate_limited
@@ -72,12 +73,14 @@ async def chat_endpoint(socket: WebSocket) -> None:
                 text = text.strip()
                 if not text:
                     raise ProtocolError("empty_message", "the message is empty")
-                try:  # JSON can escape a lone surrogate, which no model can take
-                    text.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ProtocolError("invalid_message", "not valid Unicode") from None
+                problem = text_problem(text)
+                if problem is not None:
+                    raise ProtocolError("invalid_message", f"the message {problem}")
                 if len(text) > service.settings.max_message_chars:
                     raise ProtocolError("message_too_long", "the message is too long")
+                problem = service.too_long_for_model(text)
+                if problem is not None:
+                    raise ProtocolError("message_too_long", problem)
                 wait = rate_limited(socket)
                 if wait is not None:
                     raise ProtocolError("rate_limited", f"too many messages; retry in {wait} s")

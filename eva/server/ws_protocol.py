@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from eva.server.client_text import text_problem
+
 PROTOCOL_VERSION = "eva.v1"
 # One binary frame of microphone audio, unless the caller passes its own limit (the server
 # passes EVA_MAX_AUDIO_FRAME_BYTES, which says why this default).
@@ -42,6 +44,7 @@ class SessionUpdate(_Event):
     type: Literal["session.update"]
     voice: str | None = None
     mode: Literal["hands_free", "push_to_talk"] | None = None
+    backchannels: bool | None = None  # Eva's own "mm-hm" while the person talks
 
 
 class CommitAudio(_Event):
@@ -69,6 +72,11 @@ def parse_event(raw: str, max_text_chars: int) -> ClientEvent:
         raise ProtocolError(
             "unknown_event", f"unknown event type {kind!r}; known: {', '.join(KNOWN_EVENTS)}"
         )
+    text = data.get("text")
+    if kind == "text" and isinstance(text, str):
+        problem = text_problem(text)  # before validation, which would call it invalid_event
+        if problem is not None:
+            raise ProtocolError("invalid_text", f"the text {problem}")
     try:
         event = _EVENT.validate_python(data)
     except ValidationError as exc:
@@ -79,10 +87,6 @@ def parse_event(raw: str, max_text_chars: int) -> ClientEvent:
         event.text = event.text.strip()
         if not event.text:
             raise ProtocolError("empty_text", "the text is empty")
-        try:  # JSON can escape a lone surrogate, which no model or voice can take
-            event.text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ProtocolError("invalid_text", "the text is not valid Unicode") from None
         if len(event.text) > max_text_chars:
             raise ProtocolError(
                 "text_too_long",

@@ -62,6 +62,7 @@ const app = {
   holding: false, // push-to-talk button or space bar held
   awaitingReply: false, // the person's turn ended; Eva has not answered yet
   responding: false, // between response.created and response.done
+  backchannel: false, // Eva's "mm-hm" is playing (heard, not shown)
   held: false, // between response.paused and response.resumed/cancelled (see docs/protocol.md)
   // After a barge-in, audio of the stopped reply may still be on the wire; it is dropped
   // until the next response.created, which the server sends before any reply's audio.
@@ -201,15 +202,23 @@ function handleEvent(event) {
       finishYourLine(event.text);
       break;
     case "response.created":
+      app.dropAudio = false;
+      // Eva's "mm-hm" while you talk is heard, not written: it is no reply.
+      app.backchannel = event.purpose === "backchannel";
+      if (app.backchannel) break;
       app.responding = true;
       app.awaitingReply = false;
-      app.dropAudio = false;
       evaLine();
       break;
     case "response.text.delta":
-      evaLine().append(event.text);
+      if (!app.backchannel) evaLine().append(event.text);
       break;
     case "response.done":
+      if (event.purpose === "backchannel") {
+        app.backchannel = false;
+        if (event.interrupted) bargeIn();
+        break;
+      }
       responseDone(event);
       break;
     case "error":

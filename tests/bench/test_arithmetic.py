@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
 from eva.bench import report
-from eva.bench.server import MemorySampler, read_memory_kib
+from eva.bench.server import MemorySampler, process_tree, read_memory_kib, tree_memory_kib
 from eva.bench.voice import word_error_rate
 
 
@@ -84,7 +85,8 @@ def test_a_concurrency_level_counts_failures_and_summarises_only_finished_turns(
         }
     )
     assert "| 4 | 5 | 2 | 700.0 | 880.0 | 0.5 | 260.0 |" in table
-    assert "peak resident memory (VmHWM): 700.0 MiB" in table
+    assert "peak resident memory (Eva and its model server, summed" in table
+    assert "processes: 1): 700.0 MiB" in table
 
 
 def test_memory_is_read_from_proc_and_unavailable_without_a_pid() -> None:
@@ -94,6 +96,13 @@ def test_memory_is_read_from_proc_and_unavailable_without_a_pid() -> None:
         pass
     measured = sampler.report()
     assert measured["available"] and measured["peak_rss_mib"] >= mine["VmRSS"] / 1024 - 1
+    with subprocess.Popen(["sleep", "30"]) as child:  # a child counts, as the model server
+        try:
+            assert child.pid in process_tree(os.getpid())
+            assert tree_memory_kib(os.getpid())["VmRSS"] > mine["VmRSS"] // 2
+            assert tree_memory_kib(os.getpid())["processes"] >= 2
+        finally:
+            child.kill()
     with MemorySampler(None) as nothing:
         pass
     assert nothing.report() == {"available": False, "reason": "no server pid (use --server-pid)"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from eva.conversation.listener import (
     ListenerConfig,
@@ -11,7 +10,6 @@ from eva.conversation.listener import (
     SpeechStarted,
     TurnDetector,
     TurnEnded,
-    looks_complete,
 )
 from eva.engines.runtime import Engines
 from tests.server.ws_client import silence, speech
@@ -23,25 +21,6 @@ def _run(detector: TurnDetector, audio: np.ndarray, frame: int = 640) -> list[tu
         for event in detector.feed(audio[start : start + frame]):
             events.append(((start + frame) / 16000, event))
     return events
-
-
-@pytest.mark.parametrize(
-    ("text", "complete"),
-    [
-        ("What's the weather like tomorrow?", True),
-        ("I went to the market.", True),
-        ("I went to the market and", False),
-        ("I went to the market and.", False),
-        ("So I was thinking, um", False),
-        ("Well...", False),
-        ("I think", False),
-        ("Je suis allée au marché et", False),
-        ("Je suis allée au marché.", True),
-        ("", False),
-    ],
-)
-def test_looks_complete_tells_finished_words_from_trailing_ones(text: str, complete: bool) -> None:
-    assert looks_complete(text) is complete
 
 
 def test_a_spoken_turn_starts_pauses_and_ends(engines: Engines) -> None:
@@ -60,15 +39,24 @@ def test_a_spoken_turn_starts_pauses_and_ends(engines: Engines) -> None:
     assert "nice story" in heard  # the preroll kept the first word
 
 
-def test_finished_words_shorten_the_end_of_turn_wait(engines: Engines) -> None:
+def test_a_shorter_turn_wait_ends_the_turn_sooner(engines: Engines) -> None:
     detector = TurnDetector(engines.vad.new_stream())
     said = speech(engines, "Could you tell me a nice story?")
     events = _run(detector, np.concatenate([silence(0.5), said, silence(0.3)]))
     assert isinstance(events[-1][1], SpeechPaused)
-    detector.set_end_of_turn_wait("Could you tell me a nice story?")
+    assert detector.set_turn_wait_ms(500) is None  # ~300 ms of silence so far
     more = _run(detector, silence(1.0))
     assert isinstance(more[0][1], TurnEnded)
     assert more[0][0] < 0.5  # 500 ms of silence in all, not 800
+
+
+def test_a_wait_already_elapsed_ends_the_turn_at_once(engines: Engines) -> None:
+    detector = TurnDetector(engines.vad.new_stream())
+    said = speech(engines, "Could you tell me a nice story?")
+    _run(detector, np.concatenate([silence(0.5), said, silence(0.3)]))
+    assert detector.silence_ms >= 160
+    ended = detector.set_turn_wait_ms(150)
+    assert isinstance(ended, TurnEnded) and not detector.speaking
 
 
 def test_speech_after_a_short_pause_resumes_the_same_utterance(engines: Engines) -> None:

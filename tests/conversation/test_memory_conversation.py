@@ -40,13 +40,20 @@ class Recording:
     def __init__(self, llm: LLMEngine) -> None:
         self.llm = llm
         self.name = llm.name
+        self.reuses_prompt_prefix = llm.reuses_prompt_prefix
+        self.concurrent_streams = llm.concurrent_streams
         self.prompts: list[list[ChatMessage]] = []
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
-        return self.llm.stream(messages, max_tokens=max_tokens, cancel=cancel)
+        return self.llm.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
 
     @property
     def system(self) -> str:
@@ -141,12 +148,19 @@ class LongReplies:
     sentence end to stop it early: harder on the context budget than the real model."""
 
     name = "long-replies"
+    reuses_prompt_prefix = False
+    concurrent_streams = 1
 
     def __init__(self) -> None:
         self.prompts: list[list[ChatMessage]] = []
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         for index in range(max_tokens):
@@ -205,11 +219,11 @@ async def test_a_hundred_turn_conversation_stays_in_the_context_and_keeps_every_
 def _real_tokens(settings: Settings, messages: list[ChatMessage]) -> int:
     """The prompt's length by SmolLM2's own tokenizer, with the estimate's per-message
     allowance for the chat template's markers."""
-    from llama_cpp import Llama
+    from eva.engines.llm_llamacpp import Llama
+    from eva.engines.llm_models import resolve_model_path
 
-    from eva.engines.llm_llamacpp import resolve_model_path
-
-    vocab = Llama(str(resolve_model_path(settings.llm_model)), vocab_only=True, verbose=False)
+    model = resolve_model_path(settings.llm_model, settings.cache_dir)
+    vocab = Llama(str(model), vocab_only=True, verbose=False)
     per_message = estimate_tokens("")
     return sum(len(vocab.tokenize(m.content.encode())) + per_message for m in messages)
 
@@ -272,7 +286,12 @@ class ShortReplies(LongReplies):
     name = "short-replies"
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         yield f"That sounds lovely, tell me more about number {len(self.prompts)}."
@@ -322,12 +341,17 @@ class PrimedShortReplies(ShortReplies):
         self.primed: list[list[ChatMessage]] = []
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
     ) -> Iterator[str]:
         if max_tokens == 1:
             self.primed.append(list(messages))
             return iter(["."])
-        return super().stream(messages, max_tokens=max_tokens, cancel=cancel)
+        return super().stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
 
 
 async def test_after_a_fold_the_next_prompt_is_evaluated_before_the_person_speaks(

@@ -32,13 +32,20 @@ MARKDOWN_REPLY = [
 
 class _ScriptedLLM:
     name = "scripted"
+    reuses_prompt_prefix = False
+    concurrent_streams = 1
 
     def __init__(self, deltas: list[str]) -> None:
         self.deltas = deltas
         self.prompts: list[list[ChatMessage]] = []
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         yield from self.deltas

@@ -1,6 +1,7 @@
 """Shared fixtures for the engine tests: the packaged SmolLM2 model, loaded in-process and
-served by llama.cpp's own OpenAI-compatible server, plus small scripted HTTP servers on
-loopback for the behaviours a healthy server never shows (429, silence, broken streams).
+served by llama.cpp's own OpenAI-compatible server (``llama-server`` from Eva's build),
+plus small scripted HTTP servers on loopback for the behaviours a healthy server never
+shows (429, silence, broken streams).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import http.server
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from eva.engines.llm_llamacpp import LlamaCppLLM, resolve_model_path
+from eva.engines.llm_llamacpp import LlamaCppLLM
+from eva.engines.llm_models import SMOLLM2, packaged_file
+from eva.native.llama import server_command
 
-# Loading a 135M model and starting uvicorn takes a few seconds; a slow CI machine gets
+# Loading a 135M model takes a second or two; a slow CI machine gets
 # plenty of slack before the fixture gives up.
 _SERVER_START_TIMEOUT_S = 90.0
 _SERVER_POLL_S = 0.2
@@ -31,8 +33,8 @@ _SHUTDOWN_POLL_S = 0.05
 
 
 @pytest.fixture(scope="session")
-def smollm2_path() -> Path:
-    return resolve_model_path("smollm2")
+def smollm2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return packaged_file(SMOLLM2, tmp_path_factory.mktemp("verified"))
 
 
 @pytest.fixture(scope="session")
@@ -57,19 +59,14 @@ def closed_port_url() -> str:
 
 
 class LlamaServer:
-    """``python -m llama_cpp.server`` serving SmolLM2 on a loopback port."""
+    """llama.cpp's ``llama-server`` serving SmolLM2 on a loopback port."""
 
     def __init__(self, model: Path, log_path: Path) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = log_path
         self._log = log_path.open("wb")
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(model),
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_threads", "1", "--n_ctx", "1024",
-        ]  # fmt: skip
+        command = server_command(model, self.port, threads=1, ctx_size=1024)
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
@@ -78,7 +75,7 @@ class LlamaServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
-                pytest.fail(f"llama_cpp.server exited early:\n{self.log_tail()}")
+                pytest.fail(f"llama-server exited early:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
                     return
@@ -86,9 +83,7 @@ class LlamaServer:
                 pass
             time.sleep(_SERVER_POLL_S)
         self.stop()
-        pytest.fail(
-            f"llama_cpp.server not ready in {_SERVER_START_TIMEOUT_S} s:\n{self.log_tail()}"
-        )
+        pytest.fail(f"llama-server not ready in {_SERVER_START_TIMEOUT_S} s:\n{self.log_tail()}")
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]

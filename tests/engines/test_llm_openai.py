@@ -148,3 +148,26 @@ def test_answer_without_an_event_stream_raises_engine_error(loopback: LoopbackSe
     llm = client_for(server.base_url)
     with pytest.raises(EngineError, match="without a reply"):
         list(llm.stream(question(), max_tokens=8, cancel=threading.Event()))
+
+
+def test_a_llama_cpp_server_gets_each_conversations_own_slot_and_other_servers_none(
+    loopback: LoopbackServers,
+) -> None:
+    server = loopback.sse(["Hi."])
+    slotted = OpenAICompatibleLLM(
+        server.base_url, "m", connect_timeout_s=1.0, first_token_timeout_s=5.0,
+        llama_cpp_slots=2,
+    )  # fmt: skip
+    plain = OpenAICompatibleLLM(
+        server.base_url, "m", connect_timeout_s=1.0, first_token_timeout_s=5.0
+    )
+    for llm, session in [(slotted, "a"), (slotted, "b"), (slotted, "a"), (plain, "a")]:
+        assert "".join(
+            llm.stream([ChatMessage("user", "Hi")], max_tokens=4, cancel=threading.Event(),
+                       session=session)
+        ) == "Hi."  # fmt: skip
+    bodies = [request["body"] for request in server.requests]
+    assert [body.get("id_slot") for body in bodies] == [0, 1, 0, None]
+    assert [body.get("cache_prompt") for body in bodies] == [True, True, True, None]
+    slotted.close()
+    plain.close()

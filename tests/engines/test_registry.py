@@ -21,7 +21,7 @@ def test_every_registered_module_has_a_create_function() -> None:
 
 
 def test_unknown_backend_lists_the_known_ones() -> None:
-    with pytest.raises(EngineError, match="known: llamacpp, openai"):
+    with pytest.raises(EngineError, match="known: llamaserver, llamacpp, openai"):
         registry.create("llm", "gpt9", Settings())
 
 

@@ -177,7 +177,7 @@ def test_tts_with_a_french_voice_produces_speech(client: httpx.Client) -> None:
 def test_health_reports_ready_and_the_loaded_backends(client: httpx.Client) -> None:
     health = client.get("/health").json()
     assert health["ready"] is True and health["status"] == "ok"
-    assert health["backends"]["llm"] == "llamacpp"
+    assert health["backends"]["llm"] == "llamaserver"
     assert health["backends"]["stt"] == "whisper"
 
 

@@ -41,6 +41,8 @@ class MidReplyFault:
     it are real."""
 
     name = "llamacpp-with-faults"
+    reuses_prompt_prefix = False
+    concurrent_streams = 1
     tokens_before_fault = 1
 
     def __init__(self, inner: LLMEngine) -> None:
@@ -48,10 +50,15 @@ class MidReplyFault:
         self.armed = threading.Event()
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, cancel: threading.Event
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
     ) -> Iterator[str]:
         for count, delta in enumerate(
-            self.inner.stream(messages, max_tokens=max_tokens, cancel=cancel)
+            self.inner.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
         ):
             if count == self.tokens_before_fault and self.armed.is_set():
                 self.armed.clear()
@@ -268,14 +275,58 @@ class _ListeningServer(ServerThread):
         )
 
 
+# About 25 s of speech: far more than the ~330 KB (~7.5 s at 22 kHz) that the capped
+# buffers between Eva and a client that does not read can hold.
+_LONG_STORY = (
+    "Once upon a time a lighthouse keeper lived alone on a small rocky island. "
+    "Every evening he climbed the long spiral stairs to light the great lamp. "
+    "One stormy night a tired seagull landed on the railing outside his window. "
+    "He gave the bird some bread and a warm corner by the stove. "
+    "The seagull came back the next night, and the night after that. "
+    "Soon the two of them watched the ships pass together every evening. "
+    "When the keeper grew old, the seagull brought its own chicks to meet him. "
+    "And the light on the island never once went out."
+)
+
+
+class _LongReplyTo:
+    """The real model, except that ``ask`` always gets the same long story: the test needs
+    a reply longer than the buffers, and a sampled reply is sometimes short."""
+
+    name = "long-reply"
+    reuses_prompt_prefix = False
+    concurrent_streams = 4
+
+    def __init__(self, inner: LLMEngine, ask: str) -> None:
+        self.inner, self.ask = inner, ask
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
+    ) -> Iterator[str]:
+        if messages[-1].content != self.ask:
+            yield from self.inner.stream(
+                messages, max_tokens=max_tokens, cancel=cancel, session=session
+            )
+            return
+        for word in _LONG_STORY.split(" "):
+            if cancel.is_set():
+                return
+            yield word + " "
+
+
 async def test_a_client_that_stops_reading_is_dropped_with_4507_and_others_are_not_slowed(
     engines: Engines, tmp_path: Path
 ) -> None:
-    # A reply long enough to fill the capped buffers of a client that does not read.
     settings = make_settings(
         tmp_path, ws_send_stall_s=_STALL_S, max_reply_sentences=8, max_reply_tokens=250
     )
-    server = _ListeningServer(settings, engines).start()
+    long_reply = replace(engines, llm=_LongReplyTo(engines.llm, LONG_ASK))
+    server = _ListeningServer(settings, long_reply).start()
     records = _Records()
     logging.getLogger("eva.ws").addHandler(records)
     try:

@@ -13,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from eva.conversation.manners import all_acknowledgements, reengage_line
+from eva.bench.turn_taking import pause_inside
+from eva.conversation.manners import all_acknowledgements, backchannel_line, reengage_line
 from eva.engines.runtime import Engines
 from tests.server.ws_client import VoiceClient, silence, speech
 from tests.support import ServerThread, make_settings
@@ -30,7 +31,7 @@ async def _messages(server: ServerThread, session_id: str) -> list[dict[str, Any
 async def _lines_ready(server: ServerThread, voice: str = "en_US-joe-medium") -> None:
     """The session's acknowledgements are synthesized in the background when it starts."""
     lines = server.server.config.app.state.conversation.lines
-    wanted = [*all_acknowledgements("en"), reengage_line("en")]
+    wanted = [*all_acknowledgements("en"), reengage_line("en"), backchannel_line("en")]
     deadline = time.monotonic() + 30
     while any(lines.get(voice, text) is None for text in wanted):
         assert time.monotonic() < deadline, "acknowledgements never got synthesized"
@@ -57,11 +58,13 @@ def quick_manners(
 # --- backchannels
 
 
-# Whisper tiny.en hears a synthesized "mm-hm" as anything from "MMHM" to "in the main
-# chain"; espeak-ng's "uh-huh" (heard as nothing) and Piper's "yeah" are heard the same way
-# every time. See docs/architecture.md, "Manners".
+# Only backchannels that Whisper tiny.en hears the same way wherever the utterance starts
+# and ends: Piper's "mm-hm" is heard as anything from "in and out" to "in the may chain"
+# (1 in 21 offsets was a backchannel), so it made this test flaky. espeak-ng's "uh-huh" is
+# heard as nothing or "uh uh"; Piper's "yeah" and "I see" as themselves (21 of 21). The
+# spellings a recognizer gives a hum are checked in tests/conversation/test_manners.py.
 @pytest.mark.parametrize(
-    ("noise", "voice"), [("Uh-huh.", "espeak-en-us"), ("Yeah.", None), ("Mm hmm.", None)]
+    ("noise", "voice"), [("Uh-huh.", "espeak-en-us"), ("Yeah.", None), ("I see.", None)]
 )
 async def test_a_backchannel_during_evas_speech_does_not_cancel_the_reply(
     server: ServerThread, engines: Engines, noise: str, voice: str | None
@@ -224,3 +227,44 @@ async def test_push_to_talk_and_typed_sessions_are_never_re_engaged(
         purposes = [e.get("purpose") for e in client.events("response.created")]
         assert purposes == [None], purposes
         await client.close()
+
+
+# --- Eva's own backchannels
+
+MID_THOUGHT = (
+    "When I was a little girl my grandmother used to take me to the seaside every summer "
+    "because she loved the sea."
+)
+
+
+@pytest.mark.parametrize("switched_on", [True, False])
+async def test_eva_says_mm_hm_at_a_mid_thought_pause_of_a_long_turn_unless_switched_off(
+    server: ServerThread, engines: Engines, switched_on: bool
+) -> None:
+    said = speech(engines, MID_THOUGHT)
+    words = engines.stt.timed_words(said.astype(np.float32) / 32768.0, "en")
+    after = next(i for i, w in enumerate(words) if w.text.lower() == "because")
+    paused, (start, end) = pause_inside(said, words, after, 0.9)
+    client = await VoiceClient.connect(server.base_url)
+    await client.wait_for("session.created")
+    await _lines_ready(server)
+    if not switched_on:
+        await client.send_json({"type": "session.update", "backchannels": False})
+        assert (await client.wait_for("session.updated"))["backchannels"] is False
+    began = time.monotonic()
+    await client.stream(np.concatenate([silence(0.3), paused, silence(2.5)]))
+    await client.wait_for("transcript.final", within=30)
+    finals = client.events("transcript.final")
+    assert len(finals) == 1 and "sea" in finals[0]["text"].lower()  # one turn, not cut off
+    created = [e for e in client.events("response.created") if e.get("purpose") == "backchannel"]
+    if not switched_on:
+        assert not created
+        await client.close()
+        return
+    assert len(created) == 1
+    line = created[0]["response_id"]
+    done = next(e for e in client.events("response.done") if e["response_id"] == line)
+    assert done["text"] == backchannel_line("en") and done["purpose"] == "backchannel"
+    said_at = next(r.at for r in client.received if r.event and r.event.get("response_id") == line)
+    assert 0.3 + start < said_at - began < 0.3 + end  # in the pause, not over the person
+    await client.close()

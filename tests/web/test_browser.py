@@ -385,6 +385,7 @@ def test_page_reconnects_after_a_server_restart_and_resumes_the_conversation(
     second: ServerThread | None = None
     try:
         eva = EvaPage(launch(), first.base_url)
+        eva.wait_until("window.evaDebug.sessionId")  # session.created has arrived
         session_id = eva.debug()["sessionId"]
         eva.send_typed("Remember the word marmalade.")
         eva.wait_for_finished_replies()

@@ -315,6 +315,11 @@ PATTERNS: tuple[Pattern, ...] = (
         _pet,
     ),
     _p(
+        rf"\b[Mm]y (?P<rel>{_PET})(?:'s name is| is called| is named| named| called) "
+        rf"(?P<name>{_NAME})",
+        _pet,
+    ),
+    _p(
         rf"\bmy (?P<rel>{_REL})(?: {_NAME})? (?P<v>(?:just |recently |still )?"
         rf"(?:lives|works|moved|studies|is getting|is having|is going|got|has|had|loves|"
         rf"hates)\b[^.!?;]+)",

@@ -25,6 +25,9 @@ from eva.store.memories import NewMemory
 
 # One short line: "likes: science fiction books" is nine tokens.
 MAX_ANSWER_TOKENS = 12
+# Fact extraction keeps to one prompt cache of its own (its few-shot prompt never changes),
+# so that it does not take the place of a conversation's.
+FACTS_SESSION = "eva:facts"
 # The most words a fact from the model may have; longer answers are the model rambling.
 MAX_FACT_WORDS = 4
 
@@ -92,7 +95,12 @@ def ask_model(
     if not worth_asking(sentence, language):
         return []
     answer = "".join(
-        llm.stream(model_messages(sentence), max_tokens=MAX_ANSWER_TOKENS, cancel=cancel)
+        llm.stream(
+            model_messages(sentence),
+            max_tokens=MAX_ANSWER_TOKENS,
+            cancel=cancel,
+            session=FACTS_SESSION,
+        )
     )
     if cancel.is_set():
         return []

@@ -1,0 +1,181 @@
+"""The default brain: a GGUF model served by llama.cpp's own server, supervised by Eva.
+
+``llama-server`` (built with the portable flags, ``scripts/build_llama.sh``) runs as a
+child process (``eva.engines.model_server``) with one slot per concurrent conversation and
+continuous batching: four conversations at once share the two cores' work instead of
+queueing. Each conversation keeps to its own slot, so its evaluated prompt stays cached
+and a turn evaluates only the new message.
+
+Eva talks to it exactly as to any remote OpenAI-compatible server (``llm_openai``: the same
+request, streaming and error handling); only the transport (a private unix socket) and the
+slot affinity differ. The packaged models are prompted with Eva's own ChatML template
+(``templates/chatml.jinja``), never with a template read from the downloaded file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from eva.config import Settings
+from eva.engines.base import ChatMessage, EngineError
+from eva.engines.llm_models import PACKAGED_MODELS, resolve_model_path
+from eva.engines.llm_openai import BackendUnavailableError, OpenAICompatibleLLM
+from eva.engines.model_server import ModelServer
+from eva.native.llama import server_binary
+
+log = logging.getLogger("eva.engines")
+
+CHAT_TEMPLATE = Path(__file__).parent / "templates" / "chatml.jinja"
+# Sampling for a chatty companion, as for the in-process model: some variety, while top_p
+# and the repeat penalty keep a small model from wandering off or looping on a phrase.
+TOP_P = 0.9
+REPEAT_PENALTY = 1.1
+# Prompts kept in host memory for conversations whose slot another one took (per server).
+# About 28 KB per token for the 1.5B: 256 MiB holds ~9000 tokens, a dozen conversations.
+PROMPT_CACHE_MIB = 256
+# A turn's first token on a busy local server (four prompts at once on two cores) can take
+# several seconds; only a server that says nothing for this long is given up on.
+FIRST_TOKEN_TIMEOUT_S = 60.0
+_CONNECT_TIMEOUT_S = 2.0
+_WARM_UP_TOKENS = 1
+_WARM_SLOT_FILE = "warm-slot.bin"
+
+
+def server_arguments(
+    settings: Settings, model: Path, directory: Path, draft: Path | None = None
+) -> list[str]:
+    arguments = [
+        str(server_binary()),
+        "--model", str(model),
+        "--host", str(directory / "llama.sock"),
+        "--threads", str(settings.llm_threads),
+        "--threads-batch", str(settings.llm_threads),
+        "--parallel", str(settings.llm_slots),
+        # every slot gets the whole context Eva's prompts are sized for
+        "--ctx-size", str(settings.llm_context * settings.llm_slots),
+        "--no-kv-unified",
+        "--cont-batching",
+        "--cache-ram", str(PROMPT_CACHE_MIB),
+        "--metrics",
+        # where a warmed slot is saved, to be copied into the others (``warm_up``)
+        "--slot-save-path", str(directory),
+        "--no-webui",
+        "--alias", "eva-brain",
+    ]  # fmt: skip
+    if settings.llm_model in PACKAGED_MODELS:
+        arguments += ["--jinja", "--chat-template-file", str(CHAT_TEMPLATE)]
+    if settings.llm_speculative:
+        arguments += ["--spec-type", settings.llm_speculative]
+    if draft is not None:
+        arguments += ["--model-draft", str(draft)]
+    return arguments
+
+
+class LlamaServerLLM:
+    """A supervised llama-server and an OpenAI-compatible client with slot affinity."""
+
+    name = "llamaserver"
+    reuses_prompt_prefix = True
+
+    def __init__(self, settings: Settings) -> None:
+        model = resolve_model_path(settings.llm_model, settings.cache_dir)
+        draft = (
+            resolve_model_path(settings.llm_draft_model, settings.cache_dir)
+            if settings.llm_draft_model
+            else None
+        )
+        self.concurrent_streams = settings.llm_slots  # one stream per slot
+        self._pause_for_speech = settings.llm_pause_for_speech
+        self._system_prompt: str | None = None  # set by warm_up, for warming after restarts
+        self.server = ModelServer(
+            lambda directory: server_arguments(settings, model, directory, draft),
+            label=f"the model server (llama-server, {model.name})",
+            on_restart=self._warm_after_restart,
+        )
+        self.server.start()
+        self._admin = httpx.Client(
+            base_url="http://llama-server",
+            transport=self.server.transport(),
+            timeout=httpx.Timeout(FIRST_TOKEN_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S),
+        )
+        self._client = OpenAICompatibleLLM(
+            "http://llama-server/v1",
+            "eva-brain",
+            connect_timeout_s=_CONNECT_TIMEOUT_S,
+            first_token_timeout_s=FIRST_TOKEN_TIMEOUT_S,
+            concurrent_streams=settings.llm_slots,
+            llama_cpp_slots=settings.llm_slots,
+            extra_body={"top_p": TOP_P, "repeat_penalty": REPEAT_PENALTY},
+            transport=self.server.transport(),
+        )
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
+    ) -> Generator[str, None, None]:
+        if not self.server.ready.is_set():
+            raise BackendUnavailableError(f"{self.server.label} is restarting")
+        yield from self._client.stream(
+            messages, max_tokens=max_tokens, cancel=cancel, session=session
+        )
+
+    def warm_up(self, system_prompt: str | None = None) -> None:
+        """Evaluate the system prompt that turns start with in every slot, so that no
+        conversation's first turn evaluates it (~300 tokens: seconds for the 1.5B here).
+
+        It is evaluated once, in slot 0, and copied into the others with llama-server's
+        slot save and restore (milliseconds each).
+        """
+        self._system_prompt = system_prompt
+        messages = [{"role": "user", "content": "Hi"}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        try:
+            self._post(
+                "/v1/chat/completions",
+                {"messages": messages, "max_tokens": _WARM_UP_TOKENS, "id_slot": 0,
+                 "cache_prompt": True},
+            )  # fmt: skip
+            if self.concurrent_streams > 1:
+                self._post("/slots/0?action=save", {"filename": _WARM_SLOT_FILE})
+                for slot in range(1, self.concurrent_streams):
+                    self._post(f"/slots/{slot}?action=restore", {"filename": _WARM_SLOT_FILE})
+        except httpx.HTTPError as exc:
+            raise EngineError(f"{self.server.label} failed to warm up: {exc}") from exc
+
+    def pause_for_speech(self) -> None:
+        if self._pause_for_speech:
+            self.server.pause()
+
+    def resume_after_speech(self) -> None:
+        self.server.resume()
+
+    def close(self) -> None:
+        self._client.close()
+        self._admin.close()
+        self.server.close()
+
+    def _post(self, path: str, body: dict[str, Any]) -> None:
+        self._admin.post(path, json=body).raise_for_status()
+
+    def _warm_after_restart(self) -> None:
+        if self._system_prompt is None:
+            return
+        try:
+            self.warm_up(self._system_prompt)
+        except EngineError as exc:
+            log.warning("%s", exc)
+
+
+def create(settings: Settings) -> LlamaServerLLM:
+    return LlamaServerLLM(settings)

@@ -1,0 +1,1 @@
+"""Native code Eva builds or loads: the llama.cpp build, the self-check, eva doctor."""

@@ -1,0 +1,212 @@
+"""The default LLM engine: llama.cpp's own server as a supervised child of Eva, with one
+slot per conversation. Served here with the fast brain (SmolLM2); the default brain (the
+1.5B) is proved in tests/server/test_default_brain.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from eva.config import Settings
+from eva.engines.base import ChatMessage, EngineError
+from eva.engines.llm_fallback import FallbackLLM
+from eva.engines.llm_llamaserver import LlamaServerLLM
+from eva.engines.llm_openai import OpenAICompatibleLLM, SlotTable
+
+PERSONA = "You are Eva, a warm and friendly companion. Answer in one short sentence."
+_RESTART_WITHIN_S = 60.0
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "llm_model": "smollm2", "llm_backends": ["llamaserver"], "llm_slots": 2,
+        "llm_threads": 1, "llm_context": 512, "data_dir": tmp_path,
+    }  # fmt: skip
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[LlamaServerLLM]:
+    llm = LlamaServerLLM(_settings(tmp_path))
+    llm.warm_up(PERSONA)
+    yield llm
+    llm.close()
+
+
+def _ask(llm: Any, text: str, session: str = "", max_tokens: int = 12) -> str:
+    messages = [ChatMessage("system", PERSONA), ChatMessage("user", text)]
+    return "".join(
+        llm.stream(messages, max_tokens=max_tokens, cancel=threading.Event(), session=session)
+    )
+
+
+def _kill_model_server(llm: LlamaServerLLM) -> int:
+    """kill -9 the model server and wait until Eva has noticed; its pid."""
+    pid = llm.server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while llm.server.ready.is_set():
+        assert time.monotonic() < deadline, "the death went unnoticed"
+        time.sleep(0.01)
+    return pid
+
+
+def _wait_restarted(llm: LlamaServerLLM, old_pid: int) -> None:
+    deadline = time.monotonic() + _RESTART_WITHIN_S
+    while not (llm.server.ready.is_set() and llm.server.pid not in (None, old_pid)):
+        assert time.monotonic() < deadline, f"not restarted:\n{llm.server.log_tail()}"
+        time.sleep(0.05)
+
+
+def test_replies_come_from_a_child_server_on_a_private_unix_socket(
+    served: LlamaServerLLM,
+) -> None:
+    assert _ask(served, "Hello!", session="s1").strip()
+    assert stat.S_IMODE(served.server.directory.stat().st_mode) == 0o700
+    assert stat.S_ISSOCK(served.server.socket_path.stat().st_mode)
+    command = Path(f"/proc/{served.server.pid}/cmdline").read_bytes().split(b"\0")
+    assert command[command.index(b"--host") + 1] == str(served.server.socket_path).encode()
+    assert served.concurrent_streams == 2 and served.reuses_prompt_prefix
+
+
+def _prompt_counters(llm: LlamaServerLLM) -> tuple[float, float]:
+    """llama-server's own counters: prompt tokens evaluated, and taken from a cache."""
+    with httpx.Client(transport=llm.server.transport(), base_url="http://llama-server") as c:
+        lines = c.get("/metrics").text.splitlines()
+    values = dict(line.rsplit(" ", 1) for line in lines if line and not line.startswith("#"))
+    return (
+        float(values["llamacpp:prompt_tokens_total"]),
+        float(values["llamacpp:prompt_tokens_cached_total"]),
+    )
+
+
+def test_a_second_conversation_does_not_evict_the_first_ones_cached_prompt(
+    served: LlamaServerLLM,
+) -> None:
+    told = "My name is Ana and I grow tomatoes in my garden, mostly the small sweet ones."
+    _ask(served, told, session="ana")
+    _ask(served, "What is the weather like on Mars these days?", session="ben")
+    evaluated, cached = _prompt_counters(served)
+    _ask(served, f"{told} What do I grow?", session="ana")
+    evaluated_after, cached_after = _prompt_counters(served)
+    # Ana's slot still held her prompt: only the new words were evaluated.
+    assert evaluated_after - evaluated <= 20  # the whole prompt is ~75 tokens
+    assert cached_after - cached >= 40
+
+
+def test_conversations_beyond_the_slots_take_the_least_recently_used_one() -> None:
+    table = SlotTable(2)
+    assert [table.slot_for(s) for s in ("a", "b", "a")] == [0, 1, 0]
+    assert table.slot_for("c") == 1  # b was heard from least recently
+    assert table.slot_for("a") == 0 and table.slot_for("b") == 1
+    assert table.slot_for("") == -1  # a one-off request: the server chooses
+
+
+def test_a_model_server_killed_with_sigkill_is_restarted_and_meanwhile_fails_at_once(
+    served: LlamaServerLLM,
+) -> None:
+    pid = _kill_model_server(served)
+    started = time.monotonic()
+    with pytest.raises(EngineError):
+        _ask(served, "Are you there?", session="s1")
+    assert time.monotonic() - started < 2.5  # an error now, not a hang
+    _wait_restarted(served, pid)
+    assert served.server.restarts == 1
+    # The persona was evaluated into the new server's slots again after the restart: a new
+    # conversation's first turn takes it from the cache.
+    _, cached = _prompt_counters(served)
+    assert _ask(served, "Are you back?", session="new").strip()
+    assert _prompt_counters(served)[1] - cached >= 15
+
+
+def test_the_chain_answers_from_a_remote_server_while_the_local_one_restarts(
+    served: LlamaServerLLM, llama_server: str
+) -> None:
+    remote = OpenAICompatibleLLM(
+        llama_server, "smollm2", connect_timeout_s=1.0, first_token_timeout_s=30.0
+    )
+    chain = FallbackLLM([served, remote])
+    pid = _kill_model_server(served)
+    assert _ask(chain, "Tell me something nice.", session="s1").strip()
+    assert chain.failures == {"llamaserver": 1, "openai": 0}
+    _wait_restarted(served, pid)
+    assert _ask(chain, "And again?", session="s1").strip()
+    assert chain.failures == {"llamaserver": 1, "openai": 0}
+    remote.close()
+
+
+def test_paused_for_speech_the_model_server_computes_nothing_until_resumed(
+    served: LlamaServerLLM,
+) -> None:
+    pid = served.server.pid
+    assert pid is not None
+    served.pause_for_speech()
+    try:
+        _wait_state(pid, "T")  # stopped: its cores are free for the synthesis
+    finally:
+        served.resume_after_speech()
+    _wait_state(pid, "S", "R")
+    assert _ask(served, "Still there?", session="s1").strip()
+
+
+_EVA_THAT_DIES = """
+import os, signal, sys
+from pathlib import Path
+from eva.config import Settings
+from eva.engines.llm_llamaserver import LlamaServerLLM
+llm = LlamaServerLLM(Settings(llm_model="smollm2", llm_slots=1, llm_threads=1,
+                              llm_context=256, data_dir=Path(sys.argv[1])))
+print(llm.server.pid, flush=True)
+llm.pause_for_speech()  # even a stopped model server must not outlive Eva
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_model_server_dies_with_eva_even_when_eva_is_killed(tmp_path: Path) -> None:
+    eva = subprocess.run(
+        [sys.executable, "-c", _EVA_THAT_DIES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert eva.returncode == -signal.SIGKILL, eva.stderr[-2000:]
+    child = int(eva.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        assert time.monotonic() < deadline, "llama-server outlived Eva"
+        time.sleep(0.05)
+
+
+def _wait_state(pid: int, *states: str) -> None:
+    """Signals are delivered asynchronously: the state follows within milliseconds."""
+    deadline = time.monotonic() + 2
+    while _state(pid) not in states:
+        assert time.monotonic() < deadline, f"state {_state(pid)}, not one of {states}"
+        time.sleep(0.005)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_a_model_server_that_cannot_load_its_model_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(EngineError, match=r"exited while loading.*Its last output"):
+        LlamaServerLLM(_settings(tmp_path, llm_model=str(broken)))
