@@ -106,6 +106,20 @@ class VoiceClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
 
+    async def wait_for_reply(self, within: float = 60.0) -> dict[str, Any]:
+        """The first ``response.done`` of a reply (not a line) that was not interrupted."""
+        deadline = time.monotonic() + within
+        while True:
+            for done in self.events("response.done"):
+                if not done["interrupted"] and "purpose" not in done:
+                    return done
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no uninterrupted reply after {within}s: {self.events()}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
     async def wait_for_audio(
         self, seconds: float, rate: int = 22050, within: float = 60.0
     ) -> float:
