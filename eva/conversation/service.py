@@ -8,11 +8,12 @@ lost), and record the timings. The engines are reached only through their interf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,7 +40,17 @@ from eva.conversation.turn import (
     TurnTimer,
     run_turn,
 )
-from eva.engines.base import ChatMessage, EngineError, Float32Audio, Int16Audio, Transcript
+from eva.engines.base import (
+    COMPANION_SAMPLING,
+    ChatMessage,
+    DetailedTranscript,
+    EngineError,
+    Float32Audio,
+    Int16Audio,
+    Sampling,
+    Transcript,
+    TranscriptionOptions,
+)
 from eva.engines.runtime import Engines
 from eva.engines.threads import iterate_in_thread
 from eva.stats import LatencyStats
@@ -86,6 +97,12 @@ class Conversation:
             raise UnknownSessionError(session_id)
         return record
 
+    async def seed_history(self, session_id: str, turns: Sequence[tuple[str, str]]) -> None:
+        """Store earlier exchanges a client brings with it (an OpenAI client resends the
+        whole conversation) as the session's history; nothing is learnt from them."""
+        for user_text, reply in turns:
+            await asyncio.to_thread(self.store.add_turn, session_id, user_text, reply)
+
     # --- one turn
 
     async def reply(
@@ -98,18 +115,27 @@ class Conversation:
         control: TurnControl | None = None,
         timer: TurnTimer | None = None,
         settle: Callable[[TurnDone], Awaitable[TurnDone | None]] | None = None,
+        instructions: str = "",
+        max_tokens: int | None = None,
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> AsyncIterator[TurnEvent]:
         """Stream the reply to ``user_text`` and save the turn before its TurnDone.
 
         ``settle`` lets a front end decide what is saved: it gets the finished turn and
         returns it as it should be stored (say, cut to the audio actually sent), or None to
-        save nothing (a speculative reply the person talked over).
+        save nothing (a speculative reply the person talked over). ``instructions`` (an API
+        client's) follow the persona's; ``max_tokens`` can only shorten Eva's bound.
         """
         voice = self.engines.tts.info(voice_id)
         started = time.monotonic()
         parts = await self.memory.prepare(session_id, user_text)  # history, memories, summary
         self.stats.record({"recall_ms": (time.monotonic() - started) * 1000.0})
-        messages = self._prompt(parts.history, parts.summary, user_text, parts.memories)
+        messages = self._prompt(
+            parts.history, parts.summary, user_text, parts.memories, instructions
+        )
+        bounds = self.bounds
+        if max_tokens is not None and max_tokens < bounds.max_tokens:
+            bounds = replace(bounds, max_tokens=max_tokens)
         style = style_for(self.settings.voice_styles, voice.id)
         events = run_turn(
             messages,
@@ -119,10 +145,11 @@ class Conversation:
             sample_rate=voice.sample_rate,
             language=self.settings.language,
             pools=self.engines.pools,
-            bounds=self.bounds,
+            bounds=bounds,
             control=control,
             timer=timer,
             session=session_id,
+            sampling=sampling,
         )
         async for event in self.memory.during_turn(events):
             if isinstance(event, TurnDone):
@@ -178,11 +205,13 @@ class Conversation:
         summary: str,
         user_text: str,
         memories: str = "",
+        instructions: str = "",
     ) -> list[ChatMessage]:
         """The persona's prompt around this session's turn: one shape for replies and for
         priming, so that a primed prompt is the start of the next reply's."""
+        system = f"{self.persona.prompt}\n\n{instructions}" if instructions else self.persona.prompt
         return build_messages(
-            self.persona.prompt,
+            system,
             history,
             user_text,
             self.persona.examples,
@@ -190,6 +219,27 @@ class Conversation:
             memories=memories,
             token_budget=self.prompt_budget,
         )
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        max_tokens: int,
+        sampling: Sampling = COMPANION_SAMPLING,
+    ) -> AsyncIterator[str]:
+        """The language model's own continuation of ``messages`` as given: no persona, no
+        memory, nothing stored (the OpenAI API's plain model). Speech keeps its priority."""
+        stream = iterate_in_thread(
+            self.engines.pools.llm,
+            lambda stop: self.engines.pools.speech.pace(
+                self.engines.llm.stream(
+                    messages, max_tokens=max_tokens, cancel=stop, sampling=sampling
+                )
+            ),
+            threading.Event(),
+        )
+        async with contextlib.aclosing(stream):
+            async for delta in stream:
+                yield delta
 
     def too_long_for_model(self, text: str) -> str | None:
         """Why ``text`` cannot be answered by the model, or None: a message whose tokens do
@@ -224,11 +274,27 @@ class Conversation:
         self.stats.record({"stt_ms": elapsed})
         return TimedTranscript(transcript, round(elapsed, 2))
 
+    async def transcribe_recording(
+        self, audio: Float32Audio, language: str | None, options: TranscriptionOptions
+    ) -> DetailedTranscript:
+        """A recording's full transcript with its timing (the OpenAI API's files)."""
+        started = time.monotonic()
+        transcript = await asyncio.get_running_loop().run_in_executor(
+            self.engines.pools.stt,
+            self.engines.stt.transcribe_detailed,
+            audio,
+            language,  # None: detected, as OpenAI does (an English-only model says "en")
+            options,
+        )
+        self.stats.record({"stt_file_ms": (time.monotonic() - started) * 1000.0})
+        return transcript
+
     async def speak(
-        self, text: str, voice_id: str, control: TurnControl
-    ) -> AsyncIterator[TurnEvent]:
-        """Words of Eva's own that no one asked for (the greeting) said like a reply:
-        clause by clause, in the voice's style, with speech's priority over the LLM."""
+        self, text: str, voice_id: str, control: TurnControl, rate: float = 1.0
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Words that are not a reply (the greeting, text an API client sends) said like
+        one: clause by clause, in the voice's style, with speech's priority over the LLM.
+        ``rate`` scales the speed on top of the style's."""
         voice = self.engines.tts.info(voice_id)
         style = style_for(self.settings.voice_styles, voice.id)
         styled = StyledVoice(self.engines.tts, voice, style)
@@ -239,7 +305,7 @@ class Conversation:
             chunks = iterate_in_thread(
                 self.engines.pools.tts,
                 lambda stop, w=words: self.engines.pools.speech.speak(  # type: ignore[misc]
-                    styled.synthesize(w, voice.id, stop)
+                    styled.synthesize(w, voice.id, stop, rate)
                 ),
                 control.new_stop(),
             )

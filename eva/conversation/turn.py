@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 from eva.conversation.chunker import ClauseChunker
 from eva.conversation.text_shaping import speakable
-from eva.engines.base import ChatMessage, Int16Audio, LLMEngine, TTSEngine
+from eva.engines.base import (
+    COMPANION_SAMPLING,
+    ChatMessage,
+    Int16Audio,
+    LLMEngine,
+    Sampling,
+    TTSEngine,
+)
 from eva.engines.threads import EnginePools, iterate_in_thread
 
 # Markup characters a small model writes (markdown, HTML-ish tags). Eva talks: they are
@@ -127,6 +134,7 @@ async def run_turn(
     control: TurnControl | None = None,
     timer: TurnTimer | None = None,
     session: str = "",
+    sampling: Sampling = COMPANION_SAMPLING,
 ) -> AsyncIterator[TurnEvent]:
     """Stream one reply. ``tts=None`` gives text only. The last event is always TurnDone.
     ``session`` keeps the conversation in its own prompt cache where the LLM has several."""
@@ -153,7 +161,13 @@ async def run_turn(
             tokens = iterate_in_thread(
                 pools.llm,
                 lambda stop: pools.speech.pace(
-                    llm.stream(messages, max_tokens=bounds.max_tokens, cancel=stop, session=session)
+                    llm.stream(
+                        messages,
+                        max_tokens=bounds.max_tokens,
+                        cancel=stop,
+                        session=session,
+                        sampling=sampling,
+                    )
                 ),
                 control.new_stop(),
             )

@@ -36,6 +36,20 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How a reply's tokens are drawn, where a caller asks (the OpenAI API's parameters).
+    None and () leave each engine's own companion defaults."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+COMPANION_SAMPLING = Sampling()
+
+
+@dataclass(frozen=True)
 class Transcript:
     text: str
     language: str
@@ -57,9 +71,38 @@ class TimedWord:
     end_s: float
 
 
+@dataclass(frozen=True)
+class TranscriptSegment:
+    text: str
+    start_s: float
+    end_s: float
+    words: tuple[TimedWord, ...] = ()
+
+
+@dataclass(frozen=True)
+class DetailedTranscript:
+    """A whole recording's transcript with its timing (files, subtitles), not a turn's."""
+
+    text: str
+    language: str
+    duration_s: float
+    segments: tuple[TranscriptSegment, ...]
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    prompt: str = ""  # words that may come up (names, spellings): biases the decoder
+    temperature: float = 0.0
+    words: bool = False  # each word's timing too (slower)
+    translate: bool = False  # write English whatever the language spoken
+
+
 @runtime_checkable
 class STTEngine(Protocol):
     name: str
+    # Declared capability: ``translate`` works (a multilingual model); an English-only one
+    # can only write what it hears.
+    translates: bool
 
     def transcribe(self, audio: Float32Audio, language: str | None = None) -> Transcript:
         """Transcribe 16 kHz mono float32 audio in [-1, 1]. ``language=None`` detects it."""
@@ -68,6 +111,16 @@ class STTEngine(Protocol):
     def timed_words(self, audio: Float32Audio, language: str | None = None) -> list[TimedWord]:
         """The words of ``audio`` with their start and end, in seconds (slower than
         ``transcribe``: for subtitles and for cutting speech at a word, not for turns)."""
+        ...
+
+    def transcribe_detailed(
+        self,
+        audio: Float32Audio,
+        language: str | None = None,
+        options: TranscriptionOptions = TranscriptionOptions(),
+    ) -> DetailedTranscript:
+        """A recording's segments (and words, if asked) with their times: the full decode,
+        for files and subtitles."""
         ...
 
 
@@ -88,6 +141,7 @@ class LLMEngine(Protocol):
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         """Yield the reply as text deltas; stop early once ``cancel`` is set.
 

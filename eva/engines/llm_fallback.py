@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Generator, Sequence
 
 from eva.config import Settings
-from eva.engines.base import ChatMessage, EngineError, LLMEngine
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, LLMEngine, Sampling
 
 logger = logging.getLogger("eva.llm")
 
@@ -47,12 +47,15 @@ class FallbackLLM:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Generator[str, None, None]:
         reasons: list[str] = []
         for position, engine in enumerate(self.engines):
             if cancel.is_set():
                 return
-            deltas = engine.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
+            deltas = engine.stream(
+                messages, max_tokens=max_tokens, cancel=cancel, session=session, sampling=sampling
+            )
             try:
                 try:
                     first = next(deltas)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from eva.config import Settings
-from eva.engines.base import ChatMessage, EngineError
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, Sampling
 from eva.engines.llm_models import resolve_model_path
 from eva.engines.special_tokens import defuse
 from eva.native.llama import load_llama_cpp
@@ -86,6 +86,7 @@ class LlamaCppLLM:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; stop before the next one once cancelled.
         One context for every session: ``session`` does not matter.
@@ -97,7 +98,7 @@ class LlamaCppLLM:
             return
         chunks: Iterator[Any] | None = None
         try:
-            chunks = self._open(messages, max_tokens)
+            chunks = self._open(messages, max_tokens, sampling)
             while not cancel.is_set():
                 try:
                     chunk = next(chunks)
@@ -145,7 +146,9 @@ class LlamaCppLLM:
                 return False
         return True
 
-    def _open(self, messages: Sequence[ChatMessage], max_tokens: int) -> Iterator[Any]:
+    def _open(
+        self, messages: Sequence[ChatMessage], max_tokens: int, sampling: Sampling
+    ) -> Iterator[Any]:
         try:
             result = self._llama.create_chat_completion(
                 # plain dicts (what llama-cpp-python reads), content as plain text
@@ -155,8 +158,10 @@ class LlamaCppLLM:
                 ],
                 stream=True,
                 max_tokens=max_tokens,
-                temperature=TEMPERATURE,
-                top_p=TOP_P,
+                temperature=TEMPERATURE if sampling.temperature is None else sampling.temperature,
+                top_p=TOP_P if sampling.top_p is None else sampling.top_p,
+                seed=sampling.seed,
+                stop=list(sampling.stop) or None,
                 repeat_penalty=REPEAT_PENALTY,
             )
         except Exception as exc:  # e.g. a GGUF whose chat template cannot be rendered

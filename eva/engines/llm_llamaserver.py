@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from eva.config import Settings
-from eva.engines.base import ChatMessage, EngineError
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, Sampling
 from eva.engines.llm_models import PACKAGED_MODELS, resolve_model_path
 from eva.engines.llm_openai import BackendUnavailableError, OpenAICompatibleLLM
 from eva.engines.model_server import ModelServer
@@ -122,11 +122,12 @@ class LlamaServerLLM:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Generator[str, None, None]:
         if not self.server.ready.is_set():
             raise BackendUnavailableError(f"{self.server.label} is restarting")
         yield from self._client.stream(
-            messages, max_tokens=max_tokens, cancel=cancel, session=session
+            messages, max_tokens=max_tokens, cancel=cancel, session=session, sampling=sampling
         )
 
     def warm_up(self, system_prompt: str | None = None) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from eva.config import Settings
-from eva.engines.base import ChatMessage, EngineError
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, Sampling
 from eva.engines.special_tokens import defuse
 
 TEMPERATURE = 0.7  # the same sampling temperature as the embedded model
@@ -52,6 +52,20 @@ def _parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _sampling_fields(sampling: Sampling) -> dict[str, Any]:
+    """The request fields a caller set, over the engine's defaults."""
+    fields: dict[str, Any] = {}
+    if sampling.temperature is not None:
+        fields["temperature"] = sampling.temperature
+    if sampling.top_p is not None:
+        fields["top_p"] = sampling.top_p
+    if sampling.seed is not None:
+        fields["seed"] = sampling.seed
+    if sampling.stop:
+        fields["stop"] = list(sampling.stop)
+    return fields
 
 
 def _delta_content(event: Any) -> str:
@@ -152,6 +166,7 @@ class OpenAICompatibleLLM:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; close the response once cancelled."""
         body: dict[str, Any] = {
@@ -162,6 +177,7 @@ class OpenAICompatibleLLM:
             "max_tokens": max_tokens,
             "temperature": TEMPERATURE,
             **self._extra_body,
+            **_sampling_fields(sampling),
         }
         if self._slots is not None:
             body["id_slot"] = self._slots.slot_for(session)

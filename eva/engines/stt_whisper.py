@@ -20,7 +20,16 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionInfo, get_suppressed_tokens
 
 from eva.config import Settings
-from eva.engines.base import EngineError, Float32Audio, TimedWord, Transcript
+from eva.engines.base import (
+    STT_SAMPLE_RATE,
+    DetailedTranscript,
+    EngineError,
+    Float32Audio,
+    TimedWord,
+    Transcript,
+    TranscriptionOptions,
+    TranscriptSegment,
+)
 from eva.engines.model_files import join_parts, package_path
 
 _BASE_SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
@@ -91,6 +100,7 @@ class WhisperSTT:
     ) -> None:
         self.model_dir = model_dir
         self.english_only = english_only
+        self.translates = not english_only
         self.short_window = short_window
         self._model = WhisperModel(
             str(model_dir),
@@ -133,6 +143,45 @@ class WhisperSTT:
                 ]
         except Exception as exc:
             raise EngineError(f"speech recognition failed: {exc}") from exc
+
+    def transcribe_detailed(
+        self,
+        audio: Float32Audio,
+        language: str | None = None,
+        options: TranscriptionOptions = TranscriptionOptions(),  # noqa: B008 (frozen)
+    ) -> DetailedTranscript:
+        if options.translate and not self.translates:
+            raise EngineError("this Whisper model is English-only: it cannot translate")
+        duration = audio.size / STT_SAMPLE_RATE
+        try:
+            with self._lock:
+                decoded, info = self._model.transcribe(
+                    audio.astype(np.float32, copy=False),
+                    language=self._language(language),
+                    task="translate" if options.translate else "transcribe",
+                    beam_size=1,
+                    temperature=options.temperature,
+                    initial_prompt=options.prompt or None,
+                    word_timestamps=options.words,
+                    condition_on_previous_text=False,
+                    vad_filter=False,
+                )
+                segments = tuple(
+                    TranscriptSegment(
+                        segment.text.strip(),
+                        segment.start,
+                        segment.end,
+                        tuple(
+                            TimedWord(w.word.strip(), w.start, w.end) for w in segment.words or ()
+                        ),
+                    )
+                    for segment in decoded
+                    if any(character.isalnum() for character in segment.text)
+                )
+        except Exception as exc:  # CTranslate2 raises plain RuntimeErrors
+            raise EngineError(f"speech recognition failed: {exc}") from exc
+        text = " ".join(segment.text for segment in segments)
+        return DetailedTranscript(text, info.language or language or "en", duration, segments)
 
     def _language(self, language: str | None) -> str | None:
         """Whisper's code for ``language`` ("fr-FR" → "fr"); None detects it."""

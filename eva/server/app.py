@@ -28,6 +28,7 @@ from eva.server.limits import RateLimits, SessionSlots
 from eva.server.logs import RequestLogMiddleware
 from eva.server.origins import OriginPolicy
 from eva.server.schemas import HealthResponse
+from eva.server.v1 import router as openai_router
 from eva.server.web import mount_web
 from eva.server.ws_chat import chat_endpoint
 from eva.server.ws_voice import voice_endpoint
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(routes_chat.router)
     app.include_router(routes_speech.router)
     app.include_router(routes_memory.router)
+    app.include_router(openai_router)
     app.add_api_websocket_route("/ws", voice_endpoint)
     app.add_api_websocket_route("/ws/chat", chat_endpoint)
     mount_web(app)

@@ -1,8 +1,14 @@
-"""One error shape for every client: ``{"error": {"code": ..., "message": ...}}``."""
+"""One error shape for every client: ``{"error": {"code", "message", "type", "param"}}``.
+
+It is OpenAI's shape (``type`` and ``param`` are what its SDKs read), with Eva's ``code``s,
+so an OpenAI client and Eva's own clients read the same errors. The SDKs pick their
+exception class by the HTTP status alone.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,17 +24,42 @@ log = logging.getLogger("eva.server")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.param = param  # the request field at fault, where there is one
+
+
+# OpenAI's error types, by status.
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+def error_type(status: int) -> str:
+    if status in _ERROR_TYPES:
+        return _ERROR_TYPES[status]
+    return "server_error" if status >= 500 else "invalid_request_error"
 
 
 def error_response(
-    status: int, code: str, message: str, request_id: str | None = None
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
-    error: dict[str, str] = {"code": code, "message": message}
+    error: dict[str, str | None] = {
+        "code": code,
+        "message": message,
+        "type": error_type(status),
+        "param": param,
+    }
     if request_id is not None:
         error["request_id"] = request_id  # what to quote when reporting a problem
     return JSONResponse({"error": error}, status_code=status)
@@ -39,26 +70,31 @@ def _rid(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+def _where(error: Any) -> str:
+    return ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
-        return "invalid_json", "the request body is not valid JSON"
-    parts = []
-    for error in errors[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
-    return "invalid_request", "; ".join(parts)
+        return "invalid_json", "the request body is not valid JSON", None
+    parts = [f"{_where(e) or 'body'}: {e.get('msg', 'invalid')}" for e in errors[:5]]
+    return "invalid_request", "; ".join(parts), (_where(errors[0]) or None) if errors else None
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, _rid(request))
+        return error_response(exc.status, exc.code, exc.message, _rid(request), exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        code, message = _validation_message(exc)
-        return error_response(400 if code == "invalid_json" else 422, code, message, _rid(request))
+        code, message, param = _validation_message(exc)
+        # OpenAI answers a bad parameter with 400 (its SDKs: BadRequestError); Eva's own
+        # routes keep FastAPI's 422.
+        openai = request.url.path.startswith("/v1/")
+        status = 400 if code == "invalid_json" or openai else 422
+        return error_response(status, code, message, _rid(request), param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -81,7 +117,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AudioDecodeError)
     async def _not_audio(request: Request, exc: AudioDecodeError) -> JSONResponse:
-        return error_response(415, "invalid_audio", str(exc), _rid(request))
+        # OpenAI answers a file it cannot read with 400 (its SDKs: BadRequestError).
+        status = 400 if request.url.path.startswith("/v1/") else 415
+        return error_response(status, "invalid_audio", str(exc), _rid(request), "file")
 
     @app.exception_handler(EngineError)
     async def _engine(request: Request, exc: EngineError) -> JSONResponse:

@@ -21,7 +21,7 @@ from eva.conversation.facts.common import sentences
 from eva.conversation.facts.model import ask_model, worth_asking
 from eva.conversation.prompt import estimate_tokens, prompt_tokens
 from eva.conversation.service import Conversation
-from eva.engines.base import ChatMessage, LLMEngine
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, LLMEngine, Sampling
 from eva.engines.runtime import Engines
 from eva.stats import LatencyStats
 from eva.store.memories import MemoryStore, NewMemory
@@ -51,6 +51,7 @@ class Recording:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         return self.llm.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
@@ -161,6 +162,7 @@ class LongReplies:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         for index in range(max_tokens):
@@ -292,6 +294,7 @@ class ShortReplies(LongReplies):
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         yield f"That sounds lovely, tell me more about number {len(self.prompts)}."
@@ -347,6 +350,7 @@ class PrimedShortReplies(ShortReplies):
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         if max_tokens == 1:
             self.primed.append(list(messages))

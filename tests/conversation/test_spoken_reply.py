@@ -13,7 +13,7 @@ import numpy as np
 
 from eva.conversation.service import Conversation
 from eva.conversation.turn import AudioChunk, TurnDone
-from eva.engines.base import ChatMessage, Int16Audio, VoiceInfo
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, Int16Audio, Sampling, VoiceInfo
 from eva.engines.runtime import Engines
 from eva.engines.voices import VoiceCatalog
 from eva.stats import LatencyStats
@@ -46,6 +46,7 @@ class _ScriptedLLM:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         yield from self.deltas

@@ -21,7 +21,7 @@ from eva.conversation.turn import (
     TurnTimer,
     run_turn,
 )
-from eva.engines.base import ChatMessage, Int16Audio, VoiceInfo
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, Int16Audio, Sampling, VoiceInfo
 from eva.engines.runtime import Engines
 from tests.support import pools_are_idle
 
@@ -186,6 +186,7 @@ class _ScriptedLLM:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         yield from self.deltas
 
@@ -252,6 +253,7 @@ async def test_an_llm_failure_propagates_after_stopping_the_chain(engines: Engin
             max_tokens: int,
             cancel: threading.Event,
             session: str = "",
+            sampling: Sampling = COMPANION_SAMPLING,
         ) -> Iterator[str]:
             yield "Hello there, "
             raise EngineError("the model crashed")

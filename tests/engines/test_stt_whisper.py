@@ -13,7 +13,7 @@ import pytest
 from eva.audio import resample_linear
 from eva.config import Settings
 from eva.engines import stt_whisper
-from eva.engines.base import EngineError
+from eva.engines.base import EngineError, TranscriptionOptions
 from eva.engines.runtime import Engines
 
 
@@ -118,3 +118,33 @@ def test_silence_and_noise_give_an_empty_transcript(engines: Engines) -> None:
     noise = (np.random.default_rng(0).standard_normal(32000) * 0.01).astype(np.float32)
     assert engines.stt.transcribe(np.zeros(16000, np.float32)).text == ""
     assert engines.stt.transcribe(noise).text == ""
+
+
+def test_a_recording_comes_back_in_timed_segments_with_their_words(engines: Engines) -> None:
+    audio = _speech(engines, "I bought some bread. Then I went home to read a book.")
+    detailed = engines.stt.transcribe_detailed(audio, "en", TranscriptionOptions(words=True))
+    assert "bread" in detailed.text.lower() and detailed.language == "en"
+    assert detailed.duration_s == pytest.approx(audio.size / 16000)
+    words = [w for s in detailed.segments for w in s.words]
+    assert [w.start_s for w in words] == sorted(w.start_s for w in words)
+    assert detailed.segments[-1].end_s <= detailed.duration_s + 0.01
+
+
+def test_an_english_only_model_refuses_to_translate(engines: Engines) -> None:
+    assert engines.stt.translates is False
+    with pytest.raises(EngineError, match="English-only"):
+        engines.stt.transcribe_detailed(
+            np.zeros(16000, dtype=np.float32), None, TranscriptionOptions(translate=True)
+        )
+
+
+def test_base_model_translates_french_into_english(
+    whisper_base: stt_whisper.WhisperSTT, engines: Engines
+) -> None:
+    assert whisper_base.translates
+    heard = whisper_base.transcribe_detailed(
+        _speech(engines, "Merci beaucoup, à demain.", "espeak-fr-fr"),
+        "fr",
+        TranscriptionOptions(translate=True),
+    )
+    assert "thank" in heard.text.lower(), heard.text

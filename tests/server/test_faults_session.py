@@ -23,7 +23,7 @@ import pytest
 import websockets
 
 from eva.config import Settings
-from eva.engines.base import ChatMessage, EngineError, LLMEngine
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, LLMEngine, Sampling
 from eva.engines.runtime import Engines
 from eva.server.listen import listening_socket
 from eva.server.outbox import CLOSE_SLOW_CLIENT
@@ -56,6 +56,7 @@ class MidReplyFault:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         for count, delta in enumerate(
             self.inner.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
@@ -307,6 +308,7 @@ class _LongReplyTo:
         max_tokens: int,
         cancel: threading.Event,
         session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         if messages[-1].content != self.ask:
             yield from self.inner.stream(

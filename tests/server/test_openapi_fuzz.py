@@ -5,27 +5,47 @@ schema. Bounded: a few examples per operation, fewer for those that run a whole 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from eva.engines.runtime import Engines
+from tests.server.servers import start_server
 from tests.support import ServerThread
 
 # The operations that run a whole reply (LLM, and TTS or STT): a few examples each keep the
 # test around a minute on two cores; the rest are cheap and get more.
-_REPLYING = re.compile("^/(chat|chat/stream|voice)$")
+_REPLYING = re.compile(
+    "^/(chat|chat/stream|voice|v1/chat/completions|v1/audio/(speech|transcriptions|translations))$"
+)
 _REPLYING_EXAMPLES = 3
 _CHEAP_EXAMPLES = 15
 _CHECKS = [not_a_server_error, response_schema_conformance]
 _CONFIG = {"request-timeout": 120}
+# Every generated request within a minute, with room.
+_FUZZ_RATE_LIMIT = 5000
+
+
+@pytest.fixture(scope="module")
+def fuzzed(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """A server of its own: a few hundred requests from one address would leave the shared
+    server's rate limit spent for the tests that follow."""
+    running = start_server(
+        engines, tmp_path_factory.mktemp("fuzzed"), rate_limit_per_address=_FUZZ_RATE_LIMIT
+    )
+    yield running
+    running.stop()
 
 
 def test_no_generated_request_gets_a_server_error_and_responses_match_the_spec(
-    server: ServerThread,
+    fuzzed: ServerThread,
 ) -> None:
+    server = fuzzed
     schema = schemathesis.openapi.from_url(
         f"{server.base_url}/openapi.json", config=schemathesis.Config.from_dict(_CONFIG)
     )
