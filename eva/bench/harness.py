@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from eva.bench import core, plots, report
+from eva.bench import core, openai_api, plots, report
 from eva.bench.baseline import SequentialPipeline, run_baseline
 from eva.bench.server import MemorySampler, running_server
 from eva.bench.voice import (
@@ -45,6 +45,7 @@ QUICK = {
     "turns_per_session": 1,
     "barge_ins": 0,
     "listen_s": 0.0,
+    "realtime_utterances": 2,
 }
 
 
@@ -73,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds of each spoken reply heard before the next turn (0: to its first audio)",
     )
     parser.add_argument("--barge-ins", type=int, default=4, help="barge-in trials")
+    parser.add_argument(
+        "--realtime-utterances",
+        type=int,
+        default=6,
+        help="spoken turns over /v1/realtime (OpenAI's protocol), beside /ws",
+    )
     parser.add_argument("--skip-voice", action="store_true", help="typed turns only")
     parser.add_argument(
         "--turn-taking",
@@ -147,19 +154,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     chat_messages, stream_messages = messages[: args.messages], messages[args.messages :]
     clauses = core.short_clauses(args.messages, rng)
     spoken_turns = sum(args.utterances if n == 1 else n * args.turns_per_session for n in levels)
-    texts = unique_utterances(spoken_turns, rng)
+    realtime_turns = args.realtime_utterances if levels else 0
+    texts = unique_utterances(spoken_turns + realtime_turns, rng)
     settings = Settings()
     load_before = os.getloadavg()
     with ThreadPoolExecutor(1) as prep:
         prepared = prep.submit(_prepare, settings, texts, not args.skip_baseline)
         with running_server(args.url, args.server_pid) as target:
-            pipeline, utterances = prepared.result()
+            pipeline, spoken = prepared.result()
+            utterances, realtime_utterances = spoken[:spoken_turns], spoken[spoken_turns:]
             print(f"bench against {target.base} (seed {seed})", flush=True)
             with MemorySampler(target.pid) as memory:
                 raw = core.run_typed(target.base, chat_messages, stream_messages, clauses)
+                raw.update(openai_api.speech_first_bytes(target.base, clauses))
                 print("  typed turns done", flush=True)
                 levels_report, barges = _voice(target.base, args, utterances, levels)
                 raw.update(barges)
+                if realtime_utterances:
+                    raw.update(asyncio.run(openai_api.realtime_session(
+                        target.base, realtime_utterances, args.listen_s)))  # fmt: skip
+                    print("  /v1/realtime turns done", flush=True)
                 served_by = core.backends(target.base)
     if levels_report and levels_report[0]["sessions"] == 1:
         raw.update(levels_report[0]["raw"])
@@ -188,6 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": levels,
             "turns_per_session": args.turns_per_session,
             "barge_ins": args.barge_ins,
+            "realtime_utterances": realtime_turns,
             "listen_s": args.listen_s,
         },
         "summary": report.with_ratios(summaries),

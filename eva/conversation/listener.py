@@ -121,6 +121,11 @@ class TurnDetector:
         if self.speaking and audio.size:
             self._utterance.insert(0, np.round(audio * 32768.0).astype(np.int16))
 
+    def clear(self) -> None:
+        """Forget the utterance so far (the client cleared its input)."""
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._reset_utterance()
+
     def utterance_audio(self) -> Float32Audio:
         return self._audio()
 

@@ -240,6 +240,17 @@ class SessionCore:
         self._ended_turn = None  # the person ended it: going on is a new turn
         return out
 
+    def clear_audio(self) -> list[Command]:
+        """The client dropped what it had said so far: the utterance, and any reply being
+        prepared from it, are forgotten."""
+        self.detector.clear()
+        self._voice_open = False
+        self._utterance = _Utterance()
+        current = self.reply
+        if current is not None and not current.committed:
+            current.interrupt()
+        return []
+
     def set_mode(self, mode: Mode) -> None:
         self.mode = mode
         self.detector.ends_turns_on_silence = mode == "hands_free"

@@ -22,13 +22,14 @@ from eva.conversation.service import Conversation
 from eva.engines.runtime import Engines
 from eva.server import routes_chat, routes_memory, routes_speech
 from eva.server.access import AccessMiddleware
-from eva.server.auth import ApiKeys, parse_api_keys
+from eva.server.auth import REALTIME_PATH, ApiKeys, ClientSecrets, parse_api_keys
 from eva.server.errors import install_error_handlers
 from eva.server.limits import RateLimits, SessionSlots
 from eva.server.logs import RequestLogMiddleware
 from eva.server.origins import OriginPolicy
 from eva.server.schemas import HealthResponse
 from eva.server.v1 import router as openai_router
+from eva.server.v1.realtime import realtime_endpoint
 from eva.server.web import mount_web
 from eva.server.ws_chat import chat_endpoint
 from eva.server.ws_voice import voice_endpoint
@@ -95,6 +96,7 @@ def create_app(
     app.state.engines = None
     app.state.load_error = None
     app.state.api_keys = ApiKeys(parse_api_keys([k.get_secret_value() for k in settings.api_keys]))
+    app.state.client_secrets = ClientSecrets()
     app.state.rate_limits = RateLimits.from_settings(settings)
     app.state.session_slots = SessionSlots(
         settings.max_ws_sessions,
@@ -111,6 +113,7 @@ def create_app(
     app.include_router(openai_router)
     app.add_api_websocket_route("/ws", voice_endpoint)
     app.add_api_websocket_route("/ws/chat", chat_endpoint)
+    app.add_api_websocket_route(REALTIME_PATH, realtime_endpoint)
     mount_web(app)
     # Outermost last: every request gets its id and log line, then CORS (a preflight needs
     # no key), then the key, Origin and limit checks.

@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
@@ -70,17 +74,82 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+# How a browser, which cannot set headers on a WebSocket, hands OpenAI's Realtime API its
+# client secret: as one of the subprotocols it offers.
+SUBPROTOCOL_KEY_PREFIX = "openai-insecure-api-key."
+REALTIME_PATH = "/v1/realtime"
+
+
+def offered_subprotocols(connection: HTTPConnection) -> list[str]:
+    header = connection.headers.get("sec-websocket-protocol", "")
+    return [part.strip() for part in header.split(",") if part.strip()]
+
+
 def presented_key(connection: HTTPConnection) -> str | None:
     """The key this request or WebSocket handshake carries, if any."""
     scheme, _, value = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     if connection.scope["type"] == "websocket":
+        for offered in offered_subprotocols(connection):
+            if offered.startswith(SUBPROTOCOL_KEY_PREFIX):
+                return offered.removeprefix(SUBPROTOCOL_KEY_PREFIX) or None
         return connection.query_params.get("token") or None
     return None
 
 
 def key_owner(connection: HTTPConnection) -> str | None:
-    """The owner of the valid key this connection carries; None without one."""
+    """The owner of the valid key this connection carries; None without one. On the
+    Realtime socket a client secret minted by a key's owner counts as that key."""
     keys: ApiKeys = connection.app.state.api_keys
-    return keys.owner(presented_key(connection))
+    presented = presented_key(connection)
+    owner = keys.owner(presented)
+    if owner is None and presented and _is_realtime(connection):
+        secrets: ClientSecrets = connection.app.state.client_secrets
+        owner = secrets.owner(presented)
+    return owner
+
+
+def _is_realtime(connection: HTTPConnection) -> bool:
+    return connection.scope["type"] == "websocket" and connection.url.path == REALTIME_PATH
+
+
+class ClientSecrets:
+    """Short-lived secrets for browsers (OpenAI's client secrets): a key's owner mints
+    one, a page uses it for one Realtime connection's handshake without holding the key."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._secrets: dict[bytes, tuple[str | None, float, dict[str, Any]]] = {}
+
+    def mint(self, owner: str | None, ttl_s: float, session: dict[str, Any]) -> tuple[str, float]:
+        """A new secret of ``owner`` (None where Eva runs without keys: it then opens
+        nothing that was closed) and when it expires."""
+        self._forget_expired()
+        if len(self._secrets) >= MAX_CLIENT_SECRETS:
+            raise OverflowError("too many live client secrets")
+        value = f"ek_{secrets.token_urlsafe(24)}"
+        expires_at = self._clock() + ttl_s
+        self._secrets[_digest(value)] = (owner, expires_at, session)
+        return value, expires_at
+
+    def owner(self, presented: str) -> str | None:
+        found = self._secrets.get(_digest(presented))
+        if found is None or found[1] <= self._clock():
+            return None
+        return found[0]
+
+    def session(self, presented: str) -> dict[str, Any]:
+        """The session configuration minted with the secret ({} for a key)."""
+        found = self._secrets.get(_digest(presented))
+        return dict(found[2]) if found is not None else {}
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        for digest in [d for d, (_, expires, _) in self._secrets.items() if expires <= now]:
+            del self._secrets[digest]
+
+
+# Client secrets alive at once: each is a few hundred bytes; a key's owner minting in a
+# loop is bounded here (and by the rate limit).
+MAX_CLIENT_SECRETS = 10_000

@@ -61,6 +61,13 @@ class SlidingWindowLimiter:
         hits.append(now)
         return None
 
+    def remaining(self, client: str) -> tuple[int, float]:
+        """Hits left to ``client`` now, and the seconds until its budget is whole again."""
+        now = self._clock()
+        recent = [t for t in self._hits.get(client, ()) if t > now - self.window_s]
+        reset = recent[-1] + self.window_s - now if recent else 0.0
+        return max(0, self.limit - len(recent)), reset
+
     def __len__(self) -> int:
         return len(self._hits)
 
@@ -88,6 +95,15 @@ class RateLimits:
         else:
             wait = self.per_address.hit(client_address(connection))
         return None if wait is None else max(1, math.ceil(wait))
+
+
+def budget(connection: HTTPConnection) -> tuple[int, int, float]:
+    """The connection's rate limit: its size, what is left, and the seconds until whole."""
+    limits: RateLimits = connection.app.state.rate_limits
+    owner = key_owner(connection)
+    limiter = limits.per_key if owner is not None else limits.per_address
+    left, reset = limiter.remaining(owner if owner is not None else client_address(connection))
+    return limiter.limit, left, reset
 
 
 def client_address(connection: HTTPConnection) -> str:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.types import Message
 
 from eva.config import Settings
 from eva.conversation.end_of_turn import TurnPolicy
@@ -106,14 +107,26 @@ def wants_greeting(flag: str | None) -> bool:
 
 class VoiceSession:
     def __init__(
-        self, socket: WebSocket, service: Conversation, session_id: str, voice_id: str
+        self,
+        socket: WebSocket,
+        service: Conversation,
+        session_id: str,
+        voice_id: str,
+        out: Outbox | None = None,
     ) -> None:
         self.socket = socket
         self.service = service
         self.settings = service.settings
         self.session_id = session_id
         self.voice = service.engines.tts.info(voice_id)
-        self.out = Outbox(socket, self.settings.ws_send_stall_s)
+        # What goes out: Eva's events as they are, or another protocol's (eva/server/v1/
+        # realtime.py) when a driver passes its own outbox.
+        self.out = out or Outbox(socket, self.settings.ws_send_stall_s)
+        # How replies are made: the client's instructions after the persona's, whether
+        # they are spoken, and a bound on their tokens under Eva's own.
+        self.instructions = ""
+        self.speaks = True
+        self.max_tokens: int | None = None
         self.output = PacedOutput(self.out)
         detector = TurnDetector(service.engines.vad.new_stream(), listener_config(self.settings))
         config = session_config(self.settings, service.engines.end_of_turn is not None)
@@ -142,14 +155,7 @@ class VoiceSession:
                 message = await self.out.receive()
                 if message is None or message["type"] == "websocket.disconnect":
                     break
-                try:
-                    if message.get("bytes") is not None:
-                        pcm = parse_audio(message["bytes"], self.settings.max_audio_frame_bytes)
-                        await self._apply(self.core.audio(pcm, time.monotonic()))
-                    elif message.get("text") is not None:
-                        await self.on_event(message["text"])
-                except ProtocolError as exc:
-                    await self.out.json(event("error", code=exc.code, message=exc.message))
+                await self.on_message(message)
         except WebSocketDisconnect:
             pass
         finally:
@@ -173,6 +179,17 @@ class VoiceSession:
             for task in late:  # a stuck backend: cancel rather than hold the connection
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+
+    async def on_message(self, message: Message) -> None:
+        """One frame from the client: microphone audio, or an event."""
+        try:
+            if message.get("bytes") is not None:
+                pcm = parse_audio(message["bytes"], self.settings.max_audio_frame_bytes)
+                await self._apply(self.core.audio(pcm, time.monotonic()))
+            elif message.get("text") is not None:
+                await self.on_event(message["text"])
+        except ProtocolError as exc:
+            await self.out.json(event("error", code=exc.code, message=exc.message))
 
     def _session_event(self, kind: str) -> dict[str, Any]:
         return event(
@@ -334,6 +351,7 @@ class VoiceSession:
                         reply.start_playing()
                         sent = await self.output.play(reply, item.pcm, item.sample_rate)
                         reply.record_heard(item.text, sent)
+                        self._played(reply, item, sent)
                     elif isinstance(item, TurnDone):
                         await self._done(reply, item)
                         ended = True
@@ -360,6 +378,10 @@ class VoiceSession:
             self.core.reply_finished(reply, max(self.output.playhead, now), now)
             self._deadline_changed.set()
 
+    def _played(self, reply: ReplyHandle, chunk: AudioChunk, fraction: float) -> None:
+        """``fraction`` of ``chunk`` of ``reply`` went out (for a driver that keeps the
+        timeline of what it sent)."""
+
     def _reply_items(self, reply: ReplyHandle) -> AsyncIterator[TurnEvent]:
         assert reply.user_text is not None
 
@@ -374,9 +396,12 @@ class VoiceSession:
             self.session_id,
             reply.user_text,
             voice_id=self.voice.id,
+            audio=self.speaks,
             control=reply.control,
             timer=reply.timer,
             settle=settle,
+            instructions=self.instructions,
+            max_tokens=self.max_tokens,
         )
 
     async def _line_items(self, reply: ReplyHandle, text: str) -> AsyncIterator[TurnEvent]:

@@ -297,6 +297,17 @@ class Store:
         assert message_id is not None
         return MessageRecord(message_id, session_id, "assistant", text, now, None, False)
 
+    def cut_reply(self, session_id: str, message_id: int, heard: str) -> bool:
+        """Keep of a stored reply only what was heard (a client said where its playback
+        stopped); whether that reply of that session was found."""
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE messages SET content = ?, interrupted = 1"
+                " WHERE id = ? AND session_id = ? AND role = 'assistant'",
+                (heard, message_id, session_id),
+            )
+            return cur.rowcount == 1
+
     def messages(self, session_id: str, last: int | None = None) -> list[MessageRecord]:
         """The session's messages, oldest first; ``last`` keeps only the most recent N."""
         if last is not None and last < 0:

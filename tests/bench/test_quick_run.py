@@ -35,6 +35,10 @@ def test_quick_bench_writes_json_table_and_plots(tmp_path: Path) -> None:
     assert summary["voice_to_voice_ms"]["n"] == 2
     assert summary["stream_client_first_audio_ms"]["ratio_p50"] > 0
     assert summary["baseline_voice_to_voice_ms"]["n"] == 2
+    # OpenAI's routes beside Eva's own, on inputs of their own
+    assert summary["realtime_voice_to_voice_ms"]["n"] == 2
+    assert summary["realtime_voice_to_voice_ms"]["ratio_p50"] > 0
+    assert summary["speech_first_byte_ms"]["n"] == 3
     assert [level["sessions"] for level in report["concurrency"]] == [1, 2]
     assert all(level["failures"] == 0 for level in report["concurrency"])
     assert report["memory"]["available"] and report["memory"]["peak_rss_mib"] > 100

@@ -3,10 +3,11 @@ routes (docs/openai.md: what is honoured, what is ignored and why, what is refus
 
 from fastapi import APIRouter
 
-from eva.server.v1 import chat, models, speech, transcription
+from eva.server.v1 import chat, client_secrets, models, speech, transcription
 
 router = APIRouter(tags=["OpenAI API"])
 router.include_router(models.router)
 router.include_router(chat.router)
 router.include_router(speech.router)
 router.include_router(transcription.router)
+router.include_router(client_secrets.router)

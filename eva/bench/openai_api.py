@@ -1,0 +1,149 @@
+"""The OpenAI-shaped routes, measured in the same run as Eva's own, on inputs of their own:
+
+- ``/v1/realtime`` voice to voice: utterances made for this run streamed at real-time pace
+  as ``input_audio_buffer.append`` events (PCM16 at 24 kHz), the server's VAD ending the
+  turn; from the end of speech to the reply's first ``response.output_audio.delta``
+  (the Realtime session says no acknowledgement unless asked, so that is the reply's own);
+- ``/v1/audio/speech`` first byte: the time to the first byte of a streamed ``pcm``
+  response for a short clause, beside ``/tts`` (whole WAV) on the same clauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import numpy as np
+import websockets
+
+from eva.audio import resample_linear
+from eva.bench.voice import (
+    HELLO_TIMEOUT_S,
+    LEAD_SILENCE_S,
+    TURN_TIMEOUT_S,
+    Utterance,
+    frame_schedule,
+    word_error_rate,
+)
+from eva.engines.base import Int16Audio
+
+REALTIME_RATE = 24_000
+_FRAME = REALTIME_RATE * 40 // 1000  # 40 ms, as a browser sends
+
+
+async def _append(socket: Any, pcm: Int16Audio) -> float:
+    """``pcm`` (24 kHz) as append events at real-time pace; when the last one went."""
+    started = time.monotonic()
+    for index, due in enumerate(frame_schedule(len(pcm), _FRAME, REALTIME_RATE)):
+        chunk = pcm[index * _FRAME : (index + 1) * _FRAME].astype("<i2").tobytes()
+        event = {"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}
+        await socket.send(json.dumps(event))
+        await asyncio.sleep(max(0.0, started + due - time.monotonic()))
+    return time.monotonic()
+
+
+async def _silence_forever(socket: Any) -> None:
+    second = np.zeros(REALTIME_RATE, np.int16)
+    while True:
+        await _append(socket, second)
+
+
+def _at_24k(pcm: Int16Audio) -> Int16Audio:
+    return resample_linear(pcm.astype(np.float32), 16000, REALTIME_RATE).astype(np.int16)
+
+
+class _Events:
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.seen: list[tuple[float, dict[str, Any]]] = []
+        self.changed = asyncio.Event()
+
+    async def read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in self.socket:
+                self.seen.append((time.monotonic(), json.loads(message)))
+                self.changed.set()
+
+    def first(self, kind: str, since: float) -> tuple[float, dict[str, Any]] | None:
+        return next(((t, e) for t, e in self.seen if t >= since and e["type"] == kind), None)
+
+    async def wait(self, kind: str, since: float, within: float) -> tuple[float, dict[str, Any]]:
+        async with asyncio.timeout(within):
+            while (found := self.first(kind, since)) is None:
+                self.changed.clear()
+                await self.changed.wait()
+        return found
+
+
+async def _turn(events: _Events, utterance: Utterance, listen_s: float) -> dict[str, Any]:
+    socket = events.socket
+    await _append(socket, np.zeros(int(REALTIME_RATE * LEAD_SILENCE_S), np.int16))
+    speech_end = await _append(socket, _at_24k(utterance.pcm))
+    tail = asyncio.create_task(_silence_forever(socket))
+    try:
+        audio_at, _ = await events.wait("response.output_audio.delta", speech_end, TURN_TIMEOUT_S)
+        with contextlib.suppress(TimeoutError):
+            await events.wait("response.done", speech_end, listen_s)
+        if events.first("response.done", speech_end) is None:
+            await socket.send(json.dumps({"type": "response.cancel"}))
+        await events.wait("response.done", speech_end, TURN_TIMEOUT_S)
+    finally:
+        tail.cancel()
+        with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+            await tail
+    error = events.first("error", speech_end)
+    if error is not None:
+        raise RuntimeError(f"server error: {error[1]['error']}")
+    heard = events.first("conversation.item.input_audio_transcription.completed", speech_end)
+    return {
+        "realtime_voice_to_voice_ms": (audio_at - speech_end) * 1000.0,
+        "realtime_wer": word_error_rate(utterance.text, heard[1]["transcript"] if heard else ""),
+    }
+
+
+async def realtime_session(
+    base: str, utterances: Sequence[Utterance], listen_s: float
+) -> dict[str, list[float]]:
+    """One Realtime session, one turn per utterance; every figure of every turn."""
+    url = base.replace("http://", "ws://") + "/v1/realtime?model=eva"
+    results: dict[str, list[float]] = {"realtime_voice_to_voice_ms": [], "realtime_wer": []}
+    async with websockets.connect(url, max_size=None) as socket:
+        events = _Events(socket)
+        reader = asyncio.create_task(events.read())
+        try:
+            await events.wait("session.created", 0.0, HELLO_TIMEOUT_S)
+            for utterance in utterances:
+                for name, value in (await _turn(events, utterance, listen_s)).items():
+                    results[name].append(value)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    return results
+
+
+def speech_first_bytes(base: str, clauses: Sequence[str]) -> dict[str, list[float]]:
+    """``/v1/audio/speech`` for each clause: the first byte, and the whole response."""
+    results: dict[str, list[float]] = {"speech_first_byte_ms": [], "speech_request_ms": []}
+    body = {"model": "tts-1", "voice": "alloy", "response_format": "pcm"}
+    with httpx.Client(timeout=60.0) as client:
+        for clause in clauses:
+            started = time.monotonic()
+            first: float | None = None
+            with client.stream(
+                "POST", f"{base}/v1/audio/speech", json={**body, "input": clause}
+            ) as r:
+                r.raise_for_status()
+                for chunk in r.iter_bytes():
+                    if chunk and first is None:
+                        first = time.monotonic()
+            finished = time.monotonic()
+            results["speech_first_byte_ms"].append(((first or finished) - started) * 1000.0)
+            results["speech_request_ms"].append((finished - started) * 1000.0)
+    return results
