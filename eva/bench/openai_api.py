@@ -1,21 +1,29 @@
 """The OpenAI-shaped routes, measured in the same run as Eva's own, on inputs of their own:
 
 - ``/v1/realtime`` voice to voice: utterances made for this run streamed at real-time pace
-  as ``input_audio_buffer.append`` events (PCM16 at 24 kHz), the server's VAD ending the
-  turn; from the end of speech to the reply's first ``response.output_audio.delta``
+  as ``input_audio_buffer.append`` events (PCM16 at 24 kHz), ``semantic_vad`` (Eva's own
+  end of turn, as on ``/ws``) ending the turn; from the end of speech to the reply's first
+  ``response.output_audio.delta``
   (the Realtime session says no acknowledgement unless asked, so that is the reply's own);
 - ``/v1/audio/speech`` first byte: the time to the first byte of a streamed ``pcm``
   response for a short clause, beside ``/tts`` (whole WAV) on the same clauses.
+
+``python -m eva.bench.openai_api`` compares ``/ws`` and ``/v1/realtime`` turn by turn,
+interleaved, for the paired difference the protocols make.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
 import json
+import os
+import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,12 +31,19 @@ import numpy as np
 import websockets
 
 from eva.audio import resample_linear
+from eva.bench import report
+from eva.bench.server import running_server
 from eva.bench.voice import (
     HELLO_TIMEOUT_S,
     LEAD_SILENCE_S,
+    LISTEN_S,
     TURN_TIMEOUT_S,
+    Speaker,
     Utterance,
+    VoiceConnection,
     frame_schedule,
+    one_turn,
+    unique_utterances,
     word_error_rate,
 )
 from eva.engines.base import Int16Audio
@@ -107,6 +122,15 @@ async def _turn(events: _Events, utterance: Utterance, listen_s: float) -> dict[
     }
 
 
+async def _semantic_vad(events: _Events) -> None:
+    """Eva's own end of turn, as on /ws: the difference is the protocol's alone."""
+    await events.wait("session.created", 0.0, HELLO_TIMEOUT_S)
+    detection = {"type": "semantic_vad", "eagerness": "auto"}
+    update = {"type": "realtime", "audio": {"input": {"turn_detection": detection}}}
+    await events.socket.send(json.dumps({"type": "session.update", "session": update}))
+    await events.wait("session.updated", 0.0, HELLO_TIMEOUT_S)
+
+
 async def realtime_session(
     base: str, utterances: Sequence[Utterance], listen_s: float
 ) -> dict[str, list[float]]:
@@ -117,7 +141,7 @@ async def realtime_session(
         events = _Events(socket)
         reader = asyncio.create_task(events.read())
         try:
-            await events.wait("session.created", 0.0, HELLO_TIMEOUT_S)
+            await _semantic_vad(events)
             for utterance in utterances:
                 for name, value in (await _turn(events, utterance, listen_s)).items():
                     results[name].append(value)
@@ -147,3 +171,83 @@ def speech_first_bytes(base: str, clauses: Sequence[str]) -> dict[str, list[floa
             results["speech_first_byte_ms"].append(((first or finished) - started) * 1000.0)
             results["speech_request_ms"].append((finished - started) * 1000.0)
     return results
+
+
+async def interleaved(
+    base: str, pairs: Sequence[tuple[Utterance, Utterance]], listen_s: float
+) -> dict[str, list[float]]:
+    """One /ws session and one /v1/realtime session, their turns alternating (which goes
+    first alternates too), each on an utterance of its own: drift of the machine falls on
+    both alike, and the difference is the protocol's."""
+    ws_url = base.replace("http://", "ws://") + "/ws"
+    rt_url = base.replace("http://", "ws://") + "/v1/realtime?model=eva"
+    results: dict[str, list[float]] = {"ws_voice_to_voice_ms": [],
+                                       "realtime_voice_to_voice_ms": []}  # fmt: skip
+    async with (
+        websockets.connect(ws_url, max_size=None) as ws_socket,
+        websockets.connect(rt_url, max_size=None) as rt_socket,
+    ):
+        ws = VoiceConnection(ws_socket)
+        rt = _Events(rt_socket)
+        readers = [asyncio.create_task(ws.read()), asyncio.create_task(rt.read())]
+        try:
+            await ws.wait("session.created", HELLO_TIMEOUT_S)
+            await _semantic_vad(rt)
+            for index, (for_ws, for_rt) in enumerate(pairs):
+                turns = [("ws", for_ws), ("rt", for_rt)]
+                for kind, utterance in turns if index % 2 == 0 else turns[::-1]:
+                    if kind == "ws":
+                        turn = await one_turn(ws, utterance, listen_s)
+                        results["ws_voice_to_voice_ms"].append(turn["voice_to_voice_ms"])
+                    else:
+                        turn = await _turn(rt, utterance, listen_s)
+                        results["realtime_voice_to_voice_ms"].append(
+                            turn["realtime_voice_to_voice_ms"]
+                        )
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+    return results
+
+
+def main() -> int:
+    """``python -m eva.bench.openai_api --turns 16``: /ws against /v1/realtime, interleaved."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--turns", type=int, default=16, help="turns of each protocol")
+    parser.add_argument("--url", default=None, help="a running Eva; default: start one")
+    parser.add_argument("--listen-s", type=float, default=LISTEN_S)
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    seed = time.time_ns() % (2**32)
+    texts = unique_utterances(2 * args.turns, random.Random(seed))
+    speaker = Speaker.packaged()
+    spoken = [Utterance(text, speaker.say(text)) for text in texts]
+    pairs = list(zip(spoken[: args.turns], spoken[args.turns :], strict=True))
+    with running_server(args.url) as target:
+        raw = asyncio.run(interleaved(target.base, pairs, args.listen_s))
+    ws, rt = raw["ws_voice_to_voice_ms"], raw["realtime_voice_to_voice_ms"]
+    differences = [b - a for a, b in zip(ws, rt, strict=True)]
+    summaries = {
+        "ws_voice_to_voice_ms": report.summary(ws),
+        "realtime_voice_to_voice_ms": report.summary(rt),
+        "realtime_minus_ws_ms": report.summary(differences),
+    }
+    result = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "seed": seed,
+        "cpus": os.cpu_count(),
+        "summary": summaries,
+        "raw": {**raw, "realtime_minus_ws_ms": differences},
+    }
+    out = Path(args.out) / f"openai-interleaved-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    for name, summary in summaries.items():
+        print(f"{name}: {summary}")
+    print(f"json: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -138,7 +138,9 @@ async def _silence_forever(socket: Any) -> None:
 
 
 @dataclass
-class _Connection:
+class VoiceConnection:
+    """One /ws socket and everything it received, with when."""
+
     socket: Any
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     audio_at: list[float] = field(default_factory=list)
@@ -190,8 +192,8 @@ def _ms(later: float | None, earlier: float) -> float:
     return (later - earlier) * 1000.0 if later is not None else float("nan")
 
 
-async def _one_turn(
-    connection: _Connection, utterance: Utterance, listen_s: float
+async def one_turn(
+    connection: VoiceConnection, utterance: Utterance, listen_s: float
 ) -> dict[str, Any]:
     socket = connection.socket
     await stream_audio(socket, np.zeros(int(SAMPLE_RATE * LEAD_SILENCE_S), np.int16))
@@ -258,7 +260,9 @@ async def _one_turn(
     }
 
 
-def _reply_created(connection: _Connection, since: float) -> tuple[float, dict[str, Any]] | None:
+def _reply_created(
+    connection: VoiceConnection, since: float
+) -> tuple[float, dict[str, Any]] | None:
     """The reply's ``response.created``: Eva's own lines (a backchannel) carry a purpose."""
     return next(
         ((t, e) for t, e in connection.events
@@ -267,7 +271,7 @@ def _reply_created(connection: _Connection, since: float) -> tuple[float, dict[s
     )  # fmt: skip
 
 
-def _reply_audio_at(connection: _Connection, since: float) -> float | None:
+def _reply_audio_at(connection: VoiceConnection, since: float) -> float | None:
     """The reply's own first audio: after its first words, and after the acknowledgement
     that may come first (its ``samples`` are the first audio after ``response.ack``)."""
     created = _reply_created(connection, since)
@@ -300,12 +304,12 @@ async def voice_session(
     results: list[dict[str, Any]] = []
     try:
         async with websockets.connect(url, max_size=2**22, open_timeout=HELLO_TIMEOUT_S) as socket:
-            connection = _Connection(socket)
+            connection = VoiceConnection(socket)
             reader = asyncio.create_task(connection.read())
             try:
                 await connection.wait("session.created", HELLO_TIMEOUT_S)
                 for utterance in utterances:
-                    results.append(await _one_turn(connection, utterance, listen_s))
+                    results.append(await one_turn(connection, utterance, listen_s))
             finally:
                 reader.cancel()
     except (OSError, RuntimeError, TimeoutError, websockets.WebSocketException) as exc:
@@ -326,7 +330,7 @@ async def concurrent_sessions(
 
 async def barge_in(url: str, interruption: Int16Audio) -> dict[str, float]:
     async with websockets.connect(url, max_size=2**22) as socket:
-        connection = _Connection(socket)
+        connection = VoiceConnection(socket)
         reader = asyncio.create_task(connection.read())
         await connection.wait("session.created", HELLO_TIMEOUT_S)
         await socket.send(

@@ -38,7 +38,7 @@ from eva.server.outbox import Outbox
 from eva.server.v1.realtime_audio import AudioFormat, InputAudio, OutputAudio
 from eva.server.v1.realtime_events import RealtimeEvents
 from eva.server.v1.speech import voice_for
-from eva.server.ws_voice import VoiceSession, session_config
+from eva.server.ws_voice import VoiceSession, listener_config, session_config
 
 log = logging.getLogger("eva.ws")
 
@@ -127,8 +127,9 @@ class RealtimeSession(VoiceSession):
         detection = self.turn_detection
         base = session_config(self.settings, self.service.engines.end_of_turn is not None)
         detector = self.core.detector
-        listener = detector.config
+        listener = listener_config(self.settings)  # each update starts from Eva's own
         if detection is None:
+            detector.config = listener
             self.core.set_mode("push_to_talk")
             return
         self.core.set_mode("hands_free")

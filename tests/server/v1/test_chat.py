@@ -221,3 +221,22 @@ def test_keys_are_required_and_keep_each_users_sessions_their_own(keyed: ServerT
             model="eva", messages=[{"role": "user", "content": "Hello"}], user="bob"
         )
     assert _stored(keyed, session_id, ALICE_KEY)[0]["content"] == "My secret is a blue door."
+
+
+def test_every_v1_route_wants_a_valid_key(keyed: ServerThread) -> None:
+    wav = b"RIFF" + b"\x00" * 40
+    with sdk(keyed, "not-a-valid-key-000") as stranger:
+        calls = [
+            lambda: stranger.models.retrieve("eva"),
+            lambda: stranger.chat.completions.create(
+                model="eva", messages=[{"role": "user", "content": "Hi"}]
+            ),
+            lambda: stranger.audio.speech.create(model="tts-1", voice="alloy", input="Hi"),
+            lambda: stranger.audio.transcriptions.create(
+                model="whisper-1", file=("a.wav", wav, "audio/wav")
+            ),
+            lambda: stranger.realtime.client_secrets.create(),
+        ]
+        for call in calls:
+            with pytest.raises(openai.AuthenticationError):
+                call()

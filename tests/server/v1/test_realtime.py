@@ -136,6 +136,7 @@ async def test_a_spoken_turn_ended_by_server_vad_gets_a_spoken_reply_and_is_stor
         await events.wait_for("session.updated")
         await _stream(connection, question)
         done = await events.wait_for("response.done")
+        limits_event = await events.wait_for("rate_limits.updated")
         kinds = events.kinds()
     order = [
         "input_audio_buffer.speech_started",
@@ -153,6 +154,8 @@ async def test_a_spoken_turn_ended_by_server_vad_gets_a_spoken_reply_and_is_stor
     assert "season" in heard.lower()
     response = done["response"]
     assert response["status"] == "completed" and response["usage"]["output_tokens"] > 0
+    limits = limits_event["rate_limits"][0]
+    assert limits["name"] == "requests" and 0 <= limits["remaining"] <= limits["limit"]
     assert events.audio_seconds() > 0.5
     said = response["output"][0]["content"][0]["transcript"]
     stored = _stored(server, created["session"]["id"])
