@@ -14,7 +14,6 @@ docs/openai.md has the whole table.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from eva.server.deps import checked_message, conversation
 from eva.server.errors import ApiError, error_type
 from eva.server.identity import resolve_user
 from eva.server.v1.models import Models
+from eva.server.v1.sse import sse_data
 
 router = APIRouter()
 Service = Annotated[Conversation, Depends(conversation)]
@@ -150,14 +150,10 @@ class _Completion:
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return _sse({**self._base("chat.completion.chunk"), "choices": [choice]})
+        return sse_data({**self._base("chat.completion.chunk"), "choices": [choice]})
 
     def usage_chunk(self, usage: dict[str, int]) -> bytes:
-        return _sse({**self._base("chat.completion.chunk"), "choices": [], "usage": usage})
-
-
-def _sse(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+        return sse_data({**self._base("chat.completion.chunk"), "choices": [], "usage": usage})
 
 
 def _usage(prompt: list[str], completion: str) -> dict[str, int]:
@@ -301,7 +297,7 @@ def _streamed(
         except EngineError as exc:
             # Mid-stream, the status is sent: OpenAI's SDKs raise on an "error" event.
             error = {"message": str(exc), "type": error_type(503), "code": "backend_unavailable"}
-            yield _sse({"error": {**error, "param": None}})
+            yield sse_data({"error": {**error, "param": None}})
             return
         yield completion.chunk({}, finish="stop")
         if include_usage:

@@ -35,7 +35,13 @@ from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
 from eva.server.limits import budget, rate_limited
 from eva.server.outbox import Outbox
-from eva.server.v1.realtime_audio import AudioFormat, InputAudio, OutputAudio
+from eva.server.v1.realtime_audio import (
+    PCM_RATE,
+    AudioFormat,
+    InputAudio,
+    OutputAudio,
+    format_rate,
+)
 from eva.server.v1.realtime_events import RealtimeEvents
 from eva.server.v1.speech import voice_for
 from eva.server.ws_voice import VoiceSession, listener_config, session_config
@@ -275,7 +281,7 @@ class RealtimeSession(VoiceSession):
         limit = self.settings.max_audio_frame_bytes
         if len(data) > limit:
             raise RealtimeError("audio_too_large", f"at most {limit} bytes per append", "audio")
-        self.events.heard_ms += self.input.samples(data) * 1000 / _rate_of(self.input_format)
+        self.events.heard_ms += self.input.samples(data) * 1000 / format_rate(self.input_format)
         return self.input.decode(data)
 
     def _update(self, session: dict[str, Any]) -> None:
@@ -444,7 +450,7 @@ def _object(value: Any, param: str) -> dict[str, Any]:
 
 
 def _format_object(audio_format: AudioFormat) -> dict[str, Any]:
-    return {"type": audio_format, "rate": 24000} if audio_format == "audio/pcm" else {
+    return {"type": audio_format, "rate": PCM_RATE} if audio_format == "audio/pcm" else {
         "type": audio_format}  # fmt: skip
 
 
@@ -453,13 +459,9 @@ def _format_of(value: Any, param: str) -> AudioFormat:
     kind = given.get("type", "audio/pcm")
     if kind not in _FORMATS:
         raise RealtimeError("invalid_value", f"one of {', '.join(_FORMATS)}", param)
-    if kind == "audio/pcm" and given.get("rate", 24000) != 24000:
-        raise RealtimeError("invalid_value", "audio/pcm is at 24000 Hz", param)
+    if kind == "audio/pcm" and given.get("rate", PCM_RATE) != PCM_RATE:
+        raise RealtimeError("invalid_value", f"audio/pcm is at {PCM_RATE} Hz", param)
     return kind  # type: ignore[no-any-return]
-
-
-def _rate_of(audio_format: AudioFormat) -> int:
-    return 24000 if audio_format == "audio/pcm" else 8000
 
 
 def _check_turn_detection(detection: dict[str, Any]) -> None:

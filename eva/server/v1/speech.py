@@ -14,10 +14,9 @@ else is ignored, as docs/openai.md says.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
@@ -33,6 +32,7 @@ from eva.server.deps import checked_text, conversation
 from eva.server.errors import ApiError, error_type
 from eva.server.v1.encode import ResponseFormat, StreamEncoder
 from eva.server.v1.models import Models
+from eva.server.v1.sse import sse_data
 
 router = APIRouter()
 Service = Annotated[Conversation, Depends(conversation)]
@@ -93,10 +93,6 @@ def rate_for(instructions: str | None, style: VoiceStyle) -> float:
     return 1.0
 
 
-def _sse(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data)}\n\n".encode()
-
-
 @router.post(
     "/v1/audio/speech",
     summary="OpenAI's text to speech, streamed as it is synthesized",
@@ -129,7 +125,7 @@ async def speech(body: SpeechRequest, service: Service, models: Models) -> Strea
             # The status is sent: a stream can only end early (and say why when it is sse).
             if sse:
                 error = {"message": str(exc), "type": error_type(503), "param": None}
-                yield _sse({"type": "error", "error": {**error, "code": "backend_unavailable"}})
+                yield sse_data({"type": "error", "error": {**error, "code": "backend_unavailable"}})
             return
         finally:
             control.cancel()
@@ -139,7 +135,7 @@ async def speech(body: SpeechRequest, service: Service, models: Models) -> Strea
                 yield _delta(tail)
             tokens = estimate_tokens(text)
             usage = {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens}
-            yield _sse({"type": "speech.audio.done", "usage": usage})
+            yield sse_data({"type": "speech.audio.done", "usage": usage})
         elif tail:
             yield tail
 
@@ -148,4 +144,4 @@ async def speech(body: SpeechRequest, service: Service, models: Models) -> Strea
 
 
 def _delta(data: bytes) -> bytes:
-    return _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    return sse_data({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})

@@ -11,7 +11,6 @@ Translation (into English) needs a multilingual model (``EVA_STT_MODEL=base``).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -25,6 +24,7 @@ from eva.engines.base import STT_SAMPLE_RATE, DetailedTranscript, TranscriptionO
 from eva.server.deps import conversation, read_upload
 from eva.server.errors import ApiError
 from eva.server.v1.models import Models
+from eva.server.v1.sse import sse_data
 
 router = APIRouter()
 Service = Annotated[Conversation, Depends(conversation)]
@@ -90,18 +90,14 @@ def _usage(transcript: DetailedTranscript) -> dict[str, Any]:
     return {"type": "duration", "seconds": round(transcript.duration_s, 3)}
 
 
-def _sse(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
-
-
 def _streamed(transcript: DetailedTranscript) -> StreamingResponse:
     async def events() -> AsyncIterator[bytes]:
         for n, segment in enumerate(transcript.segments):
             delta = segment.text if n == 0 else f" {segment.text}"
-            yield _sse({"type": "transcript.text.delta", "delta": delta})
+            yield sse_data({"type": "transcript.text.delta", "delta": delta})
         tokens = estimate_tokens(transcript.text) if transcript.text else 0
         usage = {"type": "tokens", "input_tokens": 0, "output_tokens": tokens}
-        yield _sse({"type": "transcript.text.done", "text": transcript.text, "usage": usage})
+        yield sse_data({"type": "transcript.text.done", "text": transcript.text, "usage": usage})
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
