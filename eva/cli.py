@@ -23,7 +23,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from eva.server.app import create_app
     from eva.server.listen import listening_socket
-    from eva.server.serving import check_exposure, configure_logging, startup_line, uvicorn_options
+    from eva.server.serving import (
+        DrainingServer,
+        check_exposure,
+        configure_logging,
+        startup_line,
+        uvicorn_options,
+    )
 
     # A fatal signal in native code (an engine built for another CPU) prints every thread's
     # Python stack, whose frames name the engine, instead of dying without a word.
@@ -41,7 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, progress=_say_progress, on_ready=ready)
     config = uvicorn.Config(app, **uvicorn_options(settings))
     # Our own listening socket: it caps each connection's send buffer (eva/server/listen.py).
-    uvicorn.Server(config).run(sockets=[listening_socket(settings.host, settings.port)])
+    server = DrainingServer(config, app, settings.drain_timeout_s)
+    server.run(sockets=[listening_socket(settings.host, settings.port)])
     return 0
 
 
@@ -79,13 +86,13 @@ async def _chat_loop(settings: Settings, user_id: str | None = None) -> None:
     from eva.conversation.turn import TextDelta, TurnDone
     from eva.engines.runtime import Engines
     from eva.stats import LatencyStats
-    from eva.store.sqlite import Store
+    from eva.store import open_store
 
     print("loading models...", flush=True)
     engines = await asyncio.to_thread(
         Engines.load, settings, _say_progress, load_persona(settings).prompt
     )
-    store = Store(settings.db_path)
+    store = open_store(settings)
     service = Conversation(settings, engines, store, LatencyStats())
     session = await service.open_session(None, user_id)
     print(f"Talk to {service.persona.name} (session {session.id}); an empty line or Ctrl-D quits.")
@@ -126,6 +133,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 2
     asyncio.run(_chat_loop(Settings(), args.user))
     return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from eva.cluster.run import ClusterPlan, run_cluster
+    from eva.server.serving import check_exposure
+
+    settings = Settings()
+    check_exposure(settings.model_copy(update={"host": args.host}))  # the balancer's side
+    directory = Path(args.directory) if args.directory else settings.data_dir / "cluster"
+    plan = ClusterPlan(args.host, args.port, args.workers, directory, settings.database_url)
+    return run_cluster(plan, settings)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -183,6 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--user", default=None, help="who is talking: Eva remembers this user across chats"
     )
     chat.set_defaults(func=cmd_chat)
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="a trial service on this machine: PostgreSQL, llama-server, N workers, HAProxy",
+    )
+    cluster.add_argument("--workers", type=int, default=2, help="eva serve workers (2)")
+    cluster.add_argument("--host", default="127.0.0.1", help="where the balancer listens")
+    cluster.add_argument("--port", type=int, default=8000, help="the balancer's port (8000)")
+    cluster.add_argument(
+        "--directory", default=None, help="logs, configuration, data (EVA_DATA_DIR/cluster)"
+    )
+    cluster.set_defaults(func=cmd_cluster)
 
     from eva.bench.harness import add_arguments
 

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Field(default_factory=_default_data_dir)
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    # Where sessions, messages and memories live (eva/store): empty, one SQLite file in
+    # data_dir; postgresql://user:password@host:port/dbname, a PostgreSQL database that
+    # several Eva processes share. It may hold a password: never log it.
+    database_url: str = ""
 
     # --- language: what the person speaks; drives STT, text shaping and the default voice
     language: str = "en"
@@ -183,6 +187,17 @@ class Settings(BaseSettings):
     # connection is noticed within interval + timeout.
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
+
+    # --- admission (docs/scaling.md): what this process takes on, and what it refuses
+    # Conversations open at once (WebSocket sessions); 0: CONVERSATIONS_PER_SLOT for each
+    # of the language model's slots. Beyond it a new one is told "busy" (close 1013).
+    max_conversations: int = Field(0, ge=0)
+    # The longest a turn may expect to wait for the language model before it is refused
+    # with a Retry-After instead: with the reply's own ~1 s to first audio, this keeps an
+    # admitted turn's first audio within 3 s.
+    max_turn_wait_s: float = Field(1.5, ge=0)
+    # On SIGTERM, how long turns in flight may take to finish before the process exits.
+    drain_timeout_s: float = Field(20.0, ge=0)
 
     # --- memory (issue 5): what Eva remembers about a person across sessions
     # The LLM also reads, while idle, the sentences the fact patterns found nothing in.

@@ -5,7 +5,9 @@
 # System packages (Debian): a C++ toolchain and cmake, because Eva builds llama.cpp from
 # source (portably, once per machine: scripts/build_llama.sh); espeak-ng, Eva's robotic
 # fallback voice, which also speaks French. The tests add chromium (the browser tests),
-# qemu-user (the portability test on an older CPU model) and binutils (objdump).
+# qemu-user (the portability test on an older CPU model) and binutils (objdump); the tests
+# and `scripts/install.sh cluster` add postgresql (the shared store: the tests run initdb
+# and their own server on a free port) and haproxy (the balancer of `eva cluster`).
 #
 # After any change it runs `eva selfcheck --repair`: every engine once in a child process,
 # so that a native crash on this CPU is a sentence here, not a dead server later.
@@ -23,6 +25,12 @@ if [ "$extras" = test ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v qemu-x86_64 >/dev/null 2>&1 || missing+=(qemu-user)
     command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+fi
+if [ "$extras" = test ] || [ "$extras" = cluster ]; then
+    # `eva cluster` and its tests: the shared store and the balancer.
+    # Debian keeps initdb and postgres off PATH, in /usr/lib/postgresql/<version>/bin.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "eva: installing system packages: ${missing[*]}"
@@ -65,6 +73,8 @@ install_llama() {
 [ "$(cat .venv/llama.cpp/SOURCE 2>/dev/null)" = "$native" ] || install_llama "$native"
 
 # Reinstall only when the declared dependencies or the llama.cpp build changed.
+# The cluster needs system packages only: its Python packages are Eva's own.
+[ "$extras" = cluster ] && extras=""
 target=".${extras:+[$extras]}"
 stamp=".venv/.eva-installed${extras:+-$extras}"
 want="$(cat pyproject.toml constraints.txt .venv/llama.cpp/SOURCE | sha256sum | cut -c1-16)"

@@ -135,13 +135,13 @@ async def run_brain(brain: str, cases: list[Case], data_dir: Path) -> list[Check
     from eva.conversation.turn import TurnDone
     from eva.engines.runtime import Engines
     from eva.stats import LatencyStats
-    from eva.store.sqlite import Store
+    from eva.store import open_store
 
     settings = Settings(llm_model=brain, data_dir=data_dir)
     engines = await asyncio.to_thread(
         Engines.load, settings, lambda _: None, load_persona(settings).prompt
     )
-    store = Store(settings.db_path)
+    store = open_store(settings)
     service = Conversation(settings, engines, store, LatencyStats())
     results: list[CheckResult] = []
 

@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import websockets
 
-from eva.bench.serve_process import ServedEva, rss_bytes
+from eva.bench.serve_process import ServedCluster, ServedEva, rss_bytes
 from eva.stats import percentile
 
 FRAME_SAMPLES = 640  # 40 ms of 16 kHz microphone audio, what a browser worklet sends
@@ -50,11 +50,22 @@ _TOPICS = ["the sea", "a garden", "old trains", "winter", "bread", "music", "a l
 _ASKS = ["Say one kind thing about", "Tell me a short fact about", "What do you like about"]
 
 
+class Refused(Exception):
+    """Eva said "busy" (a turn or a new session): not a failure, if it said so at once."""
+
+    def __init__(self, retry_after_s: float, refused_in_ms: float) -> None:
+        super().__init__(f"busy, retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+        self.refused_in_ms = refused_in_ms
+
+
 @dataclass
 class Tally:
     done: int = 0
     cut_at_end: int = 0
     failures: list[str] = field(default_factory=list)
+    refused_in_ms: list[float] = field(default_factory=list)  # from asking to "busy"
+    ack_audio_ms: list[float] = field(default_factory=list)  # "Mm.", apart from the reply
     first_text_ms: list[float] = field(default_factory=list)
     first_audio_ms: list[float] = field(default_factory=list)
     done_ms: list[float] = field(default_factory=list)
@@ -69,20 +80,36 @@ class _Session:
 
     @classmethod
     async def open(cls, url: str) -> _Session:
+        asked = time.monotonic()
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):
             socket = await websockets.connect(url, max_size=2**24, open_timeout=None)
             session = cls(socket)
             created = json.loads(await socket.recv())
+        if created.get("type") == "error" and created.get("code") == "busy":
+            await socket.close()
+            raise Refused(created["retry_after_s"], (time.monotonic() - asked) * 1000)
         if created.get("type") != "session.created":
             raise RuntimeError(f"unexpected first event {created}")
         return session
+
+    @classmethod
+    async def admitted(cls, url: str, until: float, tally: Tally) -> _Session | None:
+        """A session, asking again as long as Eva says "busy" and the run lasts."""
+        while True:
+            try:
+                return await cls.open(url)
+            except Refused as refused:
+                tally.refused_in_ms.append(refused.refused_in_ms)
+                if time.monotonic() + refused.retry_after_s >= until:
+                    return None
+                await asyncio.sleep(refused.retry_after_s)
 
     async def read(self) -> None:
         try:
             async for message in self.socket:
                 now = time.monotonic()
                 if isinstance(message, bytes):
-                    self.events.put_nowait((now, "audio", {}))
+                    self.events.put_nowait((now, "audio", {"bytes": len(message)}))
                 else:
                     event = json.loads(message)
                     self.events.put_nowait((now, event["type"], event))
@@ -91,8 +118,11 @@ class _Session:
         self.events.put_nowait((time.monotonic(), "closed", {}))
 
     async def reply(self, since: float, tally: Tally, deadline: float) -> bool:
-        """Read one reply to its response.done; False when the run ended first."""
-        first_text = first_audio = None
+        """Read one reply to its response.done; False when the run ended first. Audio of
+        an acknowledgement ("Mm.", its own response with a ``purpose``) is timed apart,
+        never as the reply's first audio."""
+        first_text = first_audio = first_ack = None
+        ack_bytes = 0  # of audio still to come that is the acknowledgement (16-bit PCM)
         async with asyncio.timeout(TURN_TIMEOUT_S):
             while True:
                 remaining = deadline - time.monotonic()
@@ -100,16 +130,25 @@ class _Session:
                     at, kind, event = await asyncio.wait_for(self.events.get(), max(remaining, 0))
                 except TimeoutError:
                     return False
-                if kind == "response.text.delta" and first_text is None:
+                if kind == "response.ack":  # the next `samples` of audio are "Mm."
+                    ack_bytes += 2 * int(event.get("samples", 0))
+                elif kind == "response.text.delta" and first_text is None:
                     first_text = at
+                elif kind == "audio" and ack_bytes > 0:
+                    first_ack = first_ack or at
+                    ack_bytes -= event["bytes"]
                 elif kind == "audio" and first_audio is None:
                     first_audio = at
+                elif kind == "error" and event.get("code") == "busy":
+                    raise Refused(event["retry_after_s"], (at - since) * 1000)
                 elif kind == "error":
                     raise RuntimeError(f"error event {event.get('code')}: {event.get('message')}")
                 elif kind == "closed":
                     raise RuntimeError(f"disconnected (close code {self.socket.close_code})")
                 elif kind == "response.done":
                     tally.done += 1
+                    if first_ack is not None:
+                        tally.ack_audio_ms.append((first_ack - since) * 1000)
                     tally.done_ms.append((at - since) * 1000)
                     for stamp, values in ((first_text, tally.first_text_ms),
                                           (first_audio, tally.first_audio_ms)):  # fmt: skip
@@ -136,10 +175,12 @@ class _Session:
 async def typed_session(url: str, index: int, until: float, tally: Tally, nonce: str) -> None:
     rng = random.Random(f"{nonce}-{index}")
     try:
-        session = await _Session.open(url)
+        session = await _Session.admitted(url, until, tally)
     except (OSError, TimeoutError, RuntimeError, websockets.WebSocketException) as exc:
         tally.failures.append(f"typed {index}: connect: {exc!r}")
         return
+    if session is None:
+        return  # refused until the end of the run
     reader = asyncio.create_task(session.read())
     try:
         turn = 0
@@ -147,9 +188,13 @@ async def typed_session(url: str, index: int, until: float, tally: Tally, nonce:
             text = f"{rng.choice(_ASKS)} {rng.choice(_TOPICS)} ({nonce} {index}.{turn})."
             sent = time.monotonic()
             await session.socket.send(json.dumps({"type": "text", "text": text}))
-            if not await session.reply(sent, tally, until):
-                await session.drain(tally)
-                break
+            try:
+                if not await session.reply(sent, tally, until):
+                    await session.drain(tally)
+                    break
+            except Refused as refused:  # asked again as told, with a new message
+                tally.refused_in_ms.append(refused.refused_in_ms)
+                await asyncio.sleep(refused.retry_after_s)
             turn += 1
             await asyncio.sleep(min(rng.uniform(*THINK_S), max(0.0, until - time.monotonic())))
     except (RuntimeError, TimeoutError, websockets.WebSocketException, OSError) as exc:
@@ -181,9 +226,11 @@ async def voice_session(
     url: str, index: int, until: float, tally: Tally, utterances: list[np.ndarray]
 ) -> None:
     try:
-        session = await _Session.open(url)
+        session = await _Session.admitted(url, until, tally)
     except (OSError, TimeoutError, RuntimeError, websockets.WebSocketException) as exc:
         tally.failures.append(f"voice {index}: connect: {exc!r}")
+        return
+    if session is None:
         return
     reader = asyncio.create_task(session.read())
     silence: asyncio.Task[None] | None = None
@@ -194,9 +241,13 @@ async def voice_session(
             spoken = utterances[(index + turn) % len(utterances)]
             speech_end = await _stream(session.socket, spoken)
             silence = asyncio.create_task(_silence_forever(session.socket))
-            if not await session.reply(speech_end, tally, until):
-                await session.drain(tally)
-                break
+            try:
+                if not await session.reply(speech_end, tally, until):
+                    await session.drain(tally)
+                    break
+            except Refused as refused:  # said again after the wait, like a person would
+                tally.refused_in_ms.append(refused.refused_in_ms)
+                await asyncio.sleep(refused.retry_after_s)
             silence.cancel()
             await asyncio.gather(silence, return_exceptions=True)
             silence = None
@@ -216,6 +267,8 @@ async def idle_connection(url: str, index: int, until: float, failures: list[str
     """Connects, says nothing for the whole run, then must still get a pong."""
     try:
         session = await _Session.open(url)
+    except Refused:
+        return  # no room for a connection that would say nothing: as it should be
     except (OSError, TimeoutError, RuntimeError, websockets.WebSocketException) as exc:
         failures.append(f"idle {index}: connect: {exc!r}")
         return
@@ -244,6 +297,14 @@ async def _sample_rss(pid: int | None, samples: list[tuple[float, int]], started
     while True:
         samples.append((round(time.monotonic() - started, 1), rss_bytes(pid)))
         await asyncio.sleep(RSS_EVERY_S)
+
+
+async def _worker_report(http: httpx.AsyncClient, base: str) -> dict[str, Any]:
+    """What one worker of a cluster did, and the capacity it reported."""
+    stats = (await http.get(f"{base}/stats")).json()
+    capacity = (await http.get(f"{base}/health")).json().get("capacity") or {}
+    turns = stats.get("stages", {}).get("total_ms", {}).get("count", 0)
+    return {"url": base, "turns": turns, "capacity": capacity}
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -288,7 +349,9 @@ async def run_load(
     idle: int = 0,
     utterances: list[np.ndarray] | None = None,
     server_pid: int | None = None,
+    workers: list[str] | None = None,
 ) -> dict[str, Any]:
+    """``workers``: the base URLs of a cluster's workers behind ``url``, for the split."""
     nonce = f"{random.getrandbits(32):08x}"
     typed, voiced = Tally(), Tally()
     idle_failures: list[str] = []
@@ -296,8 +359,10 @@ async def run_load(
     started = time.monotonic()
     until = started + duration_s
     sampler = asyncio.create_task(_sample_rss(server_pid, rss, started))
-    work = [typed_session(url, n, until, typed, nonce) for n in range(sessions)]
-    work += [voice_session(url, n, until, voiced, utterances or []) for n in range(voice_sessions)]
+    # Voice sessions connect first: a person at the microphone opens the page before the
+    # crowd of typists (and the conversation cap admits in arrival order).
+    work = [voice_session(url, n, until, voiced, utterances or []) for n in range(voice_sessions)]
+    work += [typed_session(url, n, until, typed, nonce) for n in range(sessions)]
     work += [idle_connection(url, n, until, idle_failures) for n in range(idle)]
     await asyncio.gather(*work)
     sampler.cancel()
@@ -306,6 +371,8 @@ async def run_load(
     async with httpx.AsyncClient(timeout=30) as http:  # the server's own view of the stages
         base = url.replace("ws://", "http://").removesuffix("/ws")
         server_stats = (await http.get(f"{base}/stats")).json()
+        split = [await _worker_report(http, worker) for worker in workers or []]
+    refused = typed.refused_in_ms + voiced.refused_in_ms
     return {
         "sessions": {"typed": sessions, "voice": voice_sessions, "idle": idle},
         "duration_s": duration_s,
@@ -318,14 +385,22 @@ async def run_load(
             "turns_done": typed.done,
             "first_text_ms": summary(typed.first_text_ms),
             "first_audio_ms": summary(typed.first_audio_ms),
+            "ack_audio_ms": summary(typed.ack_audio_ms),
             "done_ms": summary(typed.done_ms),
         },
         "voice": {
             "turns_done": voiced.done,
             "first_text_ms": summary(voiced.first_text_ms),
             "first_audio_ms": summary(voiced.first_audio_ms),
+            "ack_audio_ms": summary(voiced.ack_audio_ms),
             "done_ms": summary(voiced.done_ms),
         },
+        "refused": {
+            "typed": len(typed.refused_in_ms),
+            "voice": len(voiced.refused_in_ms),
+            "told_in_ms": summary(refused),
+        },
+        "workers": split,
         "server_rss": memory_report(rss),
         "server_stages": server_stats.get("stages", {}),
         "server_errors": server_stats.get("errors", {}),
@@ -343,7 +418,17 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- turns done: {report['turns_done']} (cut at the end: {report['cut_at_end']})",
         f"- failures: {report['failures']}",
+        f'- refused ("busy", asked again after Retry-After): {report["refused"]["typed"]} '
+        f"typed, {report['refused']['voice']} voice; told in "
+        f"{_brief(report['refused']['told_in_ms'])}",
     ]
+    for worker in report.get("workers", []):
+        capacity = worker["capacity"]
+        lines.append(
+            f"- worker {worker['url']}: {worker['turns']} turns; reported "
+            f"{capacity.get('max_conversations')} conversations, "
+            f"{capacity.get('llm_slots')} model slots, hold {capacity.get('turn_hold_s')} s"
+        )
     if memory.get("sampled"):
         lines.append(
             f"- server RSS: start {memory['start_mb']} MB, peak {memory['peak_mb']} MB, "
@@ -356,7 +441,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for kind in ("typed", "voice"):
-        for measure in ("first_text_ms", "first_audio_ms", "done_ms"):
+        for measure in ("first_text_ms", "first_audio_ms", "ack_audio_ms", "done_ms"):
             v = report[kind][measure]
             if v.get("n"):
                 lines.append(
@@ -364,6 +449,12 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{v['p99']} | {v['max']} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def _brief(values: dict[str, float]) -> str:
+    if not values.get("n"):
+        return "-"
+    return f"p50 {values['p50']} ms, p95 {values['p95']} ms, max {values['max']} ms"
 
 
 def _utterances(count: int) -> list[np.ndarray]:
@@ -382,6 +473,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--voice-sessions", type=int, default=4, help="with --mixed")
     parser.add_argument("--idle", type=int, default=20, help="idle connections, with --mixed")
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="WORKERS",
+        help="start `eva cluster` with this many workers and load it through its balancer",
+    )
+    parser.add_argument(
+        "--no-admission",
+        action="store_true",
+        help="the baseline: admit every conversation and turn (the server this test starts)",
+    )
     parser.add_argument("--quick", action="store_true", help="45 s, for CI")
     parser.add_argument("--out", default="bench/results", help="where to write the report")
 
@@ -393,12 +496,25 @@ def main(args: argparse.Namespace) -> int:
     utterances = _utterances(6) if voice_sessions else None
     with contextlib.ExitStack() as stack:
         served: ServedEva | None = None
+        workers: list[str] = []
         url = args.url
-        if url is None:
+        # Every simulated person connects from 127.0.0.1 without a key: lift the
+        # per-address caps, which would otherwise treat them all as one client (32
+        # sessions, and 300 connections and turns a minute between them).
+        no_address_cap = {
+            "EVA_MAX_ANONYMOUS_SESSIONS_PER_ADDRESS": "0",
+            "EVA_RATE_LIMIT_PER_ADDRESS": "0",
+        }
+        if args.no_admission:
+            no_address_cap |= {"EVA_MAX_CONVERSATIONS": "100000", "EVA_MAX_TURN_WAIT_S": "1e9"}
+        if url is None and args.cluster:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eva-load-")))
-            # Every simulated person connects from 127.0.0.1 without a key: lift the
-            # per-address cap on such sessions, which would otherwise stop them at 32.
-            no_address_cap = {"EVA_MAX_ANONYMOUS_SESSIONS_PER_ADDRESS": "0"}
+            cluster = stack.enter_context(ServedCluster(data_dir, args.cluster, no_address_cap))
+            cluster.wait_ready()
+            url = cluster.base_url
+            workers = [f"http://127.0.0.1:{w['port']}" for w in cluster.workers()]
+        elif url is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eva-load-")))
             served = stack.enter_context(ServedEva(data_dir, env=no_address_cap))
             served.wait_ready()
             url = served.base_url
@@ -411,13 +527,19 @@ def main(args: argparse.Namespace) -> int:
                 idle=idle,
                 utterances=utterances,
                 server_pid=served.pid if served else None,
+                workers=workers,
             )
         )
     report["form"] = ("quick" if args.quick else "full") + (" mixed" if args.mixed else "")
+    if args.cluster:
+        report["form"] += f", cluster of {args.cluster} workers behind HAProxy"
+    if args.no_admission:
+        report["form"] += ", admission off (baseline)"
     report["machine"] = {"cpus": os.cpu_count(), "platform": sys.platform}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"load-{'mixed-' if args.mixed else ''}{time.strftime('%Y%m%d-%H%M%S')}"
+    kind = ("cluster-" if args.cluster else "") + ("mixed-" if args.mixed else "")
+    stem = out / f"load-{kind}{time.strftime('%Y%m%d-%H%M%S')}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
     table = markdown(report)
     stem.with_suffix(".md").write_text(table)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from eva.conversation.facts import extract_facts, language_of
 from eva.conversation.summary import condense, summary_context
+from eva.store.base import SessionStore
 from eva.store.memories import MemoryRecord, MemoryStore, NewMemory, Summary
-from eva.store.sqlite import MessageRecord, Store
+from eva.store.records import MessageRecord
 
 # What one prompt carries about the person. The model's whole context is 2048 tokens, so
 # memories get at most ~200 of them: the name, the few most recent facts, and the few that
@@ -65,9 +66,9 @@ class PromptParts:
 
 
 class MemoryBook:
-    def __init__(self, store: Store, language: str, history_messages: int) -> None:
+    def __init__(self, store: SessionStore, language: str, history_messages: int) -> None:
         self.store = store
-        self.memories = MemoryStore(store)
+        self.memories: MemoryStore = store.memories
         self.language = language_of(language)
         self.history_messages = history_messages
 

@@ -25,7 +25,7 @@ from eva.conversation.memory import MemoryBook, PromptParts
 from eva.engines.base import EngineError, LLMEngine
 from eva.engines.runtime import Engines
 from eva.engines.threads import EnginePools
-from eva.store.sqlite import MessageRecord, Store
+from eva.store import MessageRecord, SessionStore
 
 T = TypeVar("T")
 # Primes the LLM's prompt cache with a session's next prompt (``Conversation.prime``).
@@ -152,7 +152,7 @@ class MemoryKeeper:
     before the reply, learning after it (off the latency path), the greeting."""
 
     def __init__(
-        self, settings: Settings, engines: Engines, store: Store, prime: Primer | None = None
+        self, settings: Settings, engines: Engines, store: SessionStore, prime: Primer | None = None
     ) -> None:
         self.store = store
         self.book = MemoryBook(store, settings.language, 2 * settings.history_turns)

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 
 from eva.engines.base import ChatMessage
-from eva.store.sqlite import MessageRecord
+from eva.store.records import MessageRecord
 
 # A conservative token estimate without a tokenizer at hand: SmolLM2's tokenizer averages
 # about four characters per token in English and a little under in French; three

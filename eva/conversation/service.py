@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from eva.config import Settings
 from eva.conversation.acknowledgements import SpokenLines
+from eva.conversation.admission import Channel, Ticket
 from eva.conversation.chunker import ClauseChunker
 from eva.conversation.memory_worker import MemoryKeeper
 from eva.conversation.persona import Persona, load_persona
@@ -40,6 +42,7 @@ from eva.conversation.turn import (
     TurnTimer,
     run_turn,
 )
+from eva.conversation.turn_gate import TurnGate
 from eva.engines.base import (
     COMPANION_SAMPLING,
     ChatMessage,
@@ -54,9 +57,15 @@ from eva.engines.base import (
 from eva.engines.runtime import Engines
 from eva.engines.threads import iterate_in_thread
 from eva.stats import LatencyStats
-from eva.store.sqlite import MessageRecord, SessionRecord, Store, UnknownSessionError
+from eva.store import MessageRecord, SessionRecord, SessionStore, UnknownSessionError
 
 log = logging.getLogger("eva.conversation")
+
+
+# Conversations one slot of the language model serves within the latency targets: a
+# conversation keeps the model busy for about a quarter of its time (the person speaks,
+# listens and thinks for the rest), and a turn may wait for one other turn (docs/scaling.md).
+CONVERSATIONS_PER_SLOT = 8
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,17 @@ class TimedTranscript:
     milliseconds: float
 
 
+def turn_owner(session_id: str | None, user_id: str | None) -> str:
+    """Whom the model is shared fairly between: a user, else a session, else the request
+    alone (a plain completion, a new session's first turn)."""
+    if user_id is not None:
+        return f"user:{user_id}"
+    return f"session:{session_id or uuid.uuid4().hex}"
+
+
 class Conversation:
     def __init__(
-        self, settings: Settings, engines: Engines, store: Store, stats: LatencyStats
+        self, settings: Settings, engines: Engines, store: SessionStore, stats: LatencyStats
     ) -> None:
         self.settings = settings
         self.engines = engines
@@ -78,6 +95,12 @@ class Conversation:
         self.prompt_budget = prompt_token_budget(settings.llm_context, settings.max_reply_tokens)
         self.memory = MemoryKeeper(settings, engines, store, prime=self.prime)
         self.lines = SpokenLines(engines, settings.language)  # acknowledgements and the like
+        slots = engines.llm.concurrent_streams
+        self.gate = TurnGate(
+            slots,
+            settings.max_conversations or CONVERSATIONS_PER_SLOT * slots,
+            settings.max_turn_wait_s,
+        )
         _use_persona_voice(self.persona, engines, settings)
 
     # --- sessions
@@ -118,14 +141,48 @@ class Conversation:
         instructions: str = "",
         max_tokens: int | None = None,
         sampling: Sampling = COMPANION_SAMPLING,
+        channel: Channel = Channel.TYPED,
+        owner: str | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Stream the reply to ``user_text`` and save the turn before its TurnDone.
+
+        The turn is admitted first: ``ServerBusyError`` at once when Eva is full (an HTTP
+        route that must answer 503 before it streams asks ``check_admission`` first). The
+        model is shared fairly between owners (``turn_owner``; by default the session).
 
         ``settle`` lets a front end decide what is saved: it gets the finished turn and
         returns it as it should be stored (say, cut to the audio actually sent), or None to
         save nothing (a speculative reply the person talked over). ``instructions`` (an API
         client's) follow the persona's; ``max_tokens`` can only shorten Eva's bound.
         """
+        ticket = self.gate.admit(owner or turn_owner(session_id, None), channel)
+        try:
+            async for event in self._reply(
+                session_id, user_text, voice_id, audio, control, timer, settle,
+                instructions, max_tokens, sampling, ticket,
+            ):  # fmt: skip
+                yield event
+        finally:
+            self.gate.release(ticket)
+
+    def check_admission(self, owner: str, channel: Channel = Channel.TYPED) -> None:
+        """ServerBusyError if a turn of ``owner`` would be refused now."""
+        self.gate.check(owner, channel)
+
+    async def _reply(
+        self,
+        session_id: str,
+        user_text: str,
+        voice_id: str | None,
+        audio: bool,
+        control: TurnControl | None,
+        timer: TurnTimer | None,
+        settle: Callable[[TurnDone], Awaitable[TurnDone | None]] | None,
+        instructions: str,
+        max_tokens: int | None,
+        sampling: Sampling,
+        ticket: Ticket,
+    ) -> AsyncIterator[TurnEvent]:
         voice = self.engines.tts.info(voice_id)
         started = time.monotonic()
         parts = await self.memory.prepare(session_id, user_text)  # history, memories, summary
@@ -150,6 +207,7 @@ class Conversation:
             timer=timer,
             session=session_id,
             sampling=sampling,
+            llm_turn=self.gate.holding(ticket),
         )
         async for event in self.memory.during_turn(events):
             if isinstance(event, TurnDone):
@@ -227,7 +285,17 @@ class Conversation:
         sampling: Sampling = COMPANION_SAMPLING,
     ) -> AsyncIterator[str]:
         """The language model's own continuation of ``messages`` as given: no persona, no
-        memory, nothing stored (the OpenAI API's plain model). Speech keeps its priority."""
+        memory, nothing stored (the OpenAI API's plain model). Speech keeps its priority.
+        Admitted like any typed turn, each request its own owner (ServerBusyError when Eva
+        is full)."""
+        ticket = self.gate.admit(turn_owner(None, None), Channel.TYPED)
+        async with self.gate.holding(ticket):
+            async for delta in self._complete(messages, max_tokens, sampling):
+                yield delta
+
+    async def _complete(
+        self, messages: Sequence[ChatMessage], max_tokens: int, sampling: Sampling
+    ) -> AsyncIterator[str]:
         stream = iterate_in_thread(
             self.engines.pools.llm,
             lambda stop: self.engines.pools.speech.pace(

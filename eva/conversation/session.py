@@ -571,6 +571,8 @@ class SessionCore:
             not self.backchannels
             or self.mode != "hands_free"
             or not self.detector.speaking  # the turn has ended
+            # The judgements came in after they went on: never a "mm-hm" over their voice.
+            or self._voice_open
             or utterance.probability >= BACKCHANNEL_BELOW
             or looks_complete(utterance.words)
             or speech_s < BACKCHANNEL_AFTER_SPEECH_S

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from eva.store.sqlite import MessageRecord
+from eva.store.records import MessageRecord
 
 # The summary's share of the prompt: about 250 tokens of the 2048 the model has.
 SUMMARY_MAX_CHARS = 750

@@ -135,9 +135,13 @@ async def run_turn(
     timer: TurnTimer | None = None,
     session: str = "",
     sampling: Sampling = COMPANION_SAMPLING,
+    llm_turn: contextlib.AbstractAsyncContextManager[object] | None = None,
 ) -> AsyncIterator[TurnEvent]:
     """Stream one reply. ``tts=None`` gives text only. The last event is always TurnDone.
-    ``session`` keeps the conversation in its own prompt cache where the LLM has several."""
+    ``session`` keeps the conversation in its own prompt cache where the LLM has several.
+    ``llm_turn`` is entered before the LLM writes and left when it has written (the turn's
+    hold on a slot of the model, see eva/conversation/turn_gate.py); synthesis of the last
+    clauses goes on outside it."""
     control = control or TurnControl()
     timer = timer or TurnTimer()
     # Both queues are unbounded on purpose: ReplyBounds already bounds a reply (about 90
@@ -150,6 +154,15 @@ async def run_turn(
     spoken: list[str] = []
 
     async def write() -> None:
+        try:
+            async with llm_turn or contextlib.nullcontext():
+                timer.mark("llm_slot_ms")  # waited this long for the model (turn_gate.py)
+                await write_reply()
+                timer.mark("llm_done_ms")
+        finally:
+            await clauses.put(None)
+
+    async def write_reply() -> None:
         chunker = ClauseChunker(
             first_min_chars=FIRST_CLAUSE_MIN_CHARS, first_max_chars=FIRST_CLAUSE_MAX_CHARS
         )
@@ -157,44 +170,40 @@ async def run_turn(
         released_end = 0
         sentences = 0
         shown = 0
-        try:
-            tokens = iterate_in_thread(
-                pools.llm,
-                lambda stop: pools.speech.pace(
-                    llm.stream(
-                        messages,
-                        max_tokens=bounds.max_tokens,
-                        cancel=stop,
-                        session=session,
-                        sampling=sampling,
-                    )
-                ),
-                control.new_stop(),
-            )
-            async with contextlib.aclosing(tokens):
-                async for delta in tokens:
-                    timer.mark("llm_first_token_ms")
-                    raw += delta
-                    for clause in chunker.push(delta):
-                        released_end = _locate(raw, clause.text, released_end)
-                        sentences += clause.ends_sentence
-                        await _release(clause.text)
-                        if sentences >= bounds.max_sentences:
-                            break
-                    limit = released_end if sentences >= bounds.max_sentences else len(raw)
-                    if limit > shown:
-                        await _write(raw[shown:limit])
-                        shown = limit
-                    if sentences >= bounds.max_sentences:
-                        break  # closing the iterator stops the LLM thread
-            if sentences < bounds.max_sentences and not control.cancelled:
-                for clause in chunker.flush():
+        tokens = iterate_in_thread(
+            pools.llm,
+            lambda stop: pools.speech.pace(
+                llm.stream(
+                    messages,
+                    max_tokens=bounds.max_tokens,
+                    cancel=stop,
+                    session=session,
+                    sampling=sampling,
+                )
+            ),
+            control.new_stop(),
+        )
+        async with contextlib.aclosing(tokens):
+            async for delta in tokens:
+                timer.mark("llm_first_token_ms")
+                raw += delta
+                for clause in chunker.push(delta):
+                    released_end = _locate(raw, clause.text, released_end)
+                    sentences += clause.ends_sentence
                     await _release(clause.text)
-                if len(raw) > shown:
-                    await _write(raw[shown:])
-            timer.mark("llm_done_ms")
-        finally:
-            await clauses.put(None)
+                    if sentences >= bounds.max_sentences:
+                        break
+                limit = released_end if sentences >= bounds.max_sentences else len(raw)
+                if limit > shown:
+                    await _write(raw[shown:limit])
+                    shown = limit
+                if sentences >= bounds.max_sentences:
+                    break  # closing the iterator stops the LLM thread
+        if sentences < bounds.max_sentences and not control.cancelled:
+            for clause in chunker.flush():
+                await _release(clause.text)
+            if len(raw) > shown:
+                await _write(raw[shown:])
 
     async def _write(text: str) -> None:
         shown = text.translate(_MARKUP)

@@ -31,7 +31,8 @@ CLOSE_UNAUTHORIZED = 4401  # no key, or a wrong one: ask the person for a key
 CLOSE_IDLE = 4408  # no frame from the client for EVA_WS_IDLE_TIMEOUT_S
 CLOSE_TOO_MANY = 4429  # over the rate limit, or too many concurrent sessions
 
-_PUBLIC_PATHS = ("/health", "/")
+# The balancer health-checks /health/ready without a key.
+_PUBLIC_PATHS = ("/health", "/health/ready", "/")
 
 
 def is_public(scope: Scope) -> bool:

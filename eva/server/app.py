@@ -14,27 +14,29 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 
 from eva import __version__
 from eva.config import Settings
 from eva.conversation.persona import load_persona
 from eva.conversation.service import Conversation
 from eva.engines.runtime import Engines
-from eva.server import routes_chat, routes_memory, routes_speech
+from eva.server import metrics, routes_chat, routes_memory, routes_speech
 from eva.server.access import AccessMiddleware
 from eva.server.auth import REALTIME_PATH, ApiKeys, ClientSecrets, parse_api_keys
 from eva.server.errors import install_error_handlers
 from eva.server.limits import RateLimits, SessionSlots
 from eva.server.logs import RequestLogMiddleware
+from eva.server.metrics import AdmissionCollector
 from eva.server.origins import OriginPolicy
-from eva.server.schemas import HealthResponse
+from eva.server.schemas import CapacityInfo, HealthResponse
 from eva.server.v1 import router as openai_router
 from eva.server.v1.realtime import realtime_endpoint
 from eva.server.web import mount_web
 from eva.server.ws_chat import chat_endpoint
 from eva.server.ws_voice import voice_endpoint
 from eva.stats import LatencyStats
-from eva.store.sqlite import Store
+from eva.store import open_store
 
 log = logging.getLogger("eva.server")
 
@@ -49,7 +51,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.db_path)
+        store = open_store(settings)
         app.state.store = store
         owned: list[Engines] = []
 
@@ -95,6 +97,9 @@ def create_app(
     app.state.conversation = None
     app.state.engines = None
     app.state.load_error = None
+    app.state.stats.registry.register(
+        AdmissionCollector(lambda: app.state.conversation and app.state.conversation.gate)
+    )
     app.state.api_keys = ApiKeys(parse_api_keys([k.get_secret_value() for k in settings.api_keys]))
     app.state.client_secrets = ClientSecrets()
     app.state.rate_limits = RateLimits.from_settings(settings)
@@ -111,6 +116,7 @@ def create_app(
     app.include_router(routes_speech.router)
     app.include_router(routes_memory.router)
     app.include_router(openai_router)
+    app.include_router(metrics.router)
     app.add_api_websocket_route("/ws", voice_endpoint)
     app.add_api_websocket_route("/ws/chat", chat_endpoint)
     app.add_api_websocket_route(REALTIME_PATH, realtime_endpoint)
@@ -130,24 +136,53 @@ def create_app(
 
     @app.get("/health", response_model=HealthResponse, summary="Liveness and readiness")
     async def health(request: Request) -> HealthResponse:
-        state = request.app.state
-        ready = state.conversation is not None
-        backends: dict[str, Any] = state.engines.describe() if ready else {}
-        status = "ok" if ready else ("error" if state.load_error else "loading")
-        return HealthResponse(
-            status=status,
-            ready=ready,
-            backends=backends,
-            loading=state.load_error,
-            auth_required=state.api_keys.required,
-        )
+        return _health(request.app.state)
+
+    @app.get(
+        "/health/ready",
+        response_model=HealthResponse,
+        summary="200 while this process takes new conversations, else 503 (for balancers)",
+        responses={503: {"model": HealthResponse}},
+    )
+    async def health_ready(request: Request) -> JSONResponse:
+        report = _health(request.app.state)
+        accepting = report.capacity is not None and report.capacity.accepting
+        return JSONResponse(report.model_dump(), status_code=200 if accepting else 503)
 
     @app.get("/stats", summary="Request counts, sessions, and latency percentiles per stage")
     async def stats(request: Request) -> dict[str, Any]:
         state = request.app.state
         snapshot: dict[str, Any] = state.stats.snapshot()
         snapshot["sessions"] = await asyncio.to_thread(state.store.count_sessions)
-        snapshot["active_sessions"] = getattr(state, "active_sessions", 0)
+        service: Conversation | None = state.conversation
+        snapshot["active_sessions"] = service.gate.conversations if service else 0
         return snapshot
 
     return app
+
+
+def _health(state: Any) -> HealthResponse:
+    service: Conversation | None = state.conversation
+    status = "ok" if service else ("error" if state.load_error else "loading")
+    capacity = None
+    if service is not None:
+        now = service.gate.capacity()
+        capacity = CapacityInfo(
+            accepting=now.accepting,
+            draining=now.draining,
+            conversations=now.conversations,
+            max_conversations=now.max_conversations,
+            free_conversations=max(0, now.max_conversations - now.conversations),
+            turns_running=now.turns_running,
+            turns_waiting=now.turns_waiting_spoken + now.turns_waiting_typed,
+            llm_slots=now.llm_slots,
+            turn_hold_s=round(now.turn_hold_s, 3),
+        )
+    return HealthResponse(
+        status="draining" if capacity is not None and capacity.draining else status,
+        ready=service is not None,
+        backends=state.engines.describe() if service else {},
+        loading=state.load_error,
+        auth_required=state.api_keys.required,
+        capacity=capacity,
+    )

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eva.audio import AudioDecodeError, AudioTooLongError
+from eva.conversation.turn_gate import ServerBusyError
 from eva.engines.base import EngineError
 from eva.engines.voices import UnknownVoiceError
 from eva.store.sqlite import UnknownSessionError
@@ -120,6 +121,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # OpenAI answers a file it cannot read with 400 (its SDKs: BadRequestError).
         status = 400 if request.url.path.startswith("/v1/") else 415
         return error_response(status, "invalid_audio", str(exc), _rid(request), "file")
+
+    @app.exception_handler(ServerBusyError)
+    async def _busy(request: Request, exc: ServerBusyError) -> JSONResponse:
+        response = error_response(503, "busy", str(exc), _rid(request))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(EngineError)
     async def _engine(request: Request, exc: EngineError) -> JSONResponse:

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from eva.conversation.service import Conversation
+from eva.conversation.service import Conversation, turn_owner
 from eva.conversation.turn import AudioChunk, TextDelta, TurnDone
+from eva.conversation.turn_gate import ServerBusyError
 from eva.engines.base import EngineError
+from eva.server.admitted import busy_fields
 from eva.server.deps import checked_message, conversation
 from eva.server.identity import resolve_user
 from eva.server.schemas import (
@@ -33,9 +35,12 @@ Service = Annotated[Conversation, Depends(conversation)]
 async def chat(body: ChatRequest, service: Service, request: Request) -> ChatResponse:
     started = time.monotonic()
     text = checked_message(service, body.message)
-    session = await service.open_session(body.session_id, resolve_user(request, body.user_id))
+    user = resolve_user(request, body.user_id)
+    owner = turn_owner(body.session_id, user)
+    service.check_admission(owner)  # 503 busy before a new session is made
+    session = await service.open_session(body.session_id, user)
     done: TurnDone | None = None
-    async for event in service.reply(session.id, text, audio=False):
+    async for event in service.reply(session.id, text, audio=False, owner=owner):
         if isinstance(event, TurnDone):
             done = event
     assert done is not None  # run_turn always ends with TurnDone
@@ -65,14 +70,17 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 async def chat_stream(body: StreamRequest, service: Service, request: Request) -> StreamingResponse:
     started = time.monotonic()
     text = checked_message(service, body.message)
-    session = await service.open_session(body.session_id, resolve_user(request, body.user_id))
+    user = resolve_user(request, body.user_id)
     service.engines.tts.info(body.voice)  # an unknown voice is a 400 before streaming starts
+    owner = turn_owner(body.session_id, user)
+    service.check_admission(owner)  # 503 busy before streaming
+    session = await service.open_session(body.session_id, user)
 
     async def events() -> AsyncIterator[bytes]:
         yield _sse("session", {"session_id": session.id})
         try:
             async for event in service.reply(
-                session.id, text, voice_id=body.voice, audio=body.audio
+                session.id, text, voice_id=body.voice, audio=body.audio, owner=owner
             ):
                 if isinstance(event, TextDelta):
                     yield _sse("delta", {"text": event.text})
@@ -90,6 +98,8 @@ async def chat_stream(body: StreamRequest, service: Service, request: Request) -
                             "interrupted": event.interrupted,
                         },
                     )
+        except ServerBusyError as exc:  # the rare turn refused after the check above
+            yield _sse("error", busy_fields(exc))
         except EngineError as exc:
             service.stats.count_error("/chat/stream")
             yield _sse("error", {"code": "backend_unavailable", "message": str(exc)})

@@ -22,6 +22,7 @@ from eva.server.schemas import (
     MemoryEdit,
     MemoryItem,
 )
+from eva.store import SessionStore
 from eva.store.memories import MemoryRecord, MemoryStore
 
 router = APIRouter(tags=["memory"])
@@ -40,7 +41,8 @@ def _user(request: Request, claimed: str | None) -> str:
 
 
 def _memories(request: Request) -> MemoryStore:
-    return MemoryStore(request.app.state.store)
+    store: SessionStore = request.app.state.store
+    return store.memories
 
 
 def _item(record: MemoryRecord) -> MemoryItem:

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from eva.audio import decode_audio, wav_bytes
-from eva.conversation.service import Conversation
+from eva.conversation.admission import Channel
+from eva.conversation.service import Conversation, turn_owner
 from eva.conversation.turn import AudioChunk, TurnDone
 from eva.engines.base import STT_SAMPLE_RATE
 from eva.server.deps import checked_text, conversation, read_upload
@@ -102,10 +103,14 @@ async def voice_turn(
     user_text = heard.transcript.text.strip()
     if not any(character.isalnum() for character in user_text):
         raise ApiError(422, "no_speech", "no speech was recognised in the audio")
+    owner = turn_owner(session_id, user)
+    service.check_admission(owner, Channel.SPOKEN)  # 503 busy before a new session is made
     session = named or await service.open_session(None, user)
     chunks: list[np.ndarray] = []
     done: TurnDone | None = None
-    async for event in service.reply(session.id, user_text, voice_id=voice):
+    async for event in service.reply(
+        session.id, user_text, voice_id=voice, channel=Channel.SPOKEN, owner=owner
+    ):
         if isinstance(event, AudioChunk):
             chunks.append(event.pcm)
         elif isinstance(event, TurnDone):

@@ -71,6 +71,20 @@ class MessagesResponse(BaseModel):
     messages: list[Message]
 
 
+class CapacityInfo(BaseModel):
+    """What a load balancer routes on (docs/scaling.md)."""
+
+    accepting: bool = Field(description="Takes new conversations: not full, not draining")
+    draining: bool = Field(description="Stopping (SIGTERM): turns in flight finish")
+    conversations: int
+    max_conversations: int
+    free_conversations: int
+    turns_running: int
+    turns_waiting: int
+    llm_slots: int
+    turn_hold_s: float = Field(description="Recent mean time a turn holds a slot of the model")
+
+
 class HealthResponse(BaseModel):
     status: str
     ready: bool
@@ -79,6 +93,7 @@ class HealthResponse(BaseModel):
     auth_required: bool = Field(
         False, description="Every route but this one needs an API key (Authorization: Bearer)"
     )
+    capacity: CapacityInfo | None = None
 
 
 class MemoryItem(BaseModel):

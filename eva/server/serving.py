@@ -3,12 +3,20 @@ uvicorn options that keep secrets out of logs and dead sockets out of memory."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import signal
+from types import FrameType
 from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
 
 from eva.config import Settings
 from eva.server.logs import install_request_ids, redact_uvicorn_logs
+
+log = logging.getLogger("eva.server")
 
 # uvicorn's limit on one WebSocket message: text events are at most a few KiB
 # (EVA_MAX_MESSAGE_CHARS), audio frames at most EVA_MAX_AUDIO_FRAME_BYTES; a 1 MiB ceiling
@@ -53,10 +61,48 @@ def startup_line(settings: Settings) -> str:
     return f"Eva listens on {where}; no API key required ({scope})"
 
 
-# On SIGTERM uvicorn stops accepting, closes open WebSockets (1012) and waits for requests
-# in flight; a turn stops at its next token or clause and is stored, in a second or two.
-# This bounds a stuck one, so that `eva serve` always exits within 10 s (docs/hardening.md).
+# After the drain (below), uvicorn stops accepting, closes open WebSockets (1012) and waits
+# for requests in flight; a turn stops at its next token or clause and is stored, in a
+# second or two. This bounds a stuck one (docs/hardening.md).
 GRACEFUL_SHUTDOWN_S = 7
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but the first SIGTERM drains before it stops: /health/ready answers 503 so
+    that the balancer sends new conversations elsewhere, new conversations and turns are
+    told "busy", and the turns in flight finish (at most EVA_DRAIN_TIMEOUT_S). A second
+    signal, or Ctrl-C, stops at once as uvicorn does."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_timeout_s: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_timeout_s = drain_timeout_s
+        self._draining: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self._draining is not None:
+            super().handle_exit(sig, frame)
+            return
+        loop = asyncio.get_event_loop()
+        # The handler runs between two bytecodes of the loop's thread: schedule, don't run.
+        loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        service = self._app.state.conversation
+        if service is not None:
+            service.gate.drain()
+            log.warning("SIGTERM: draining (turns in flight finish, new ones go elsewhere)")
+            try:
+                async with asyncio.timeout(self._drain_timeout_s):
+                    await service.gate.wait_idle()
+            except TimeoutError:
+                log.warning("drain: turns still running after %.0f s", self._drain_timeout_s)
+        # As uvicorn's own handler: it stops, then re-raises the signal, so the exit
+        # status still says SIGTERM.
+        super().handle_exit(signal.SIGTERM, None)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from eva.conversation.service import Conversation
 from eva.conversation.turn import TextDelta, TurnDone
+from eva.conversation.turn_gate import ServerBusyError
 from eva.engines.base import EngineError
+from eva.server.admitted import admitted_conversation, busy_event, busy_fields
 from eva.server.client_text import text_problem
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
@@ -60,6 +62,14 @@ async def chat_endpoint(socket: WebSocket) -> None:
         await socket.close(code=1008)  # policy violation: the handshake was unacceptable
         return
     service.stats.count_request("/ws/chat")
+    async with admitted_conversation(socket, service.gate, busy_event) as admitted:
+        if admitted:
+            await _converse(socket, out, service, user_id)
+
+
+async def _converse(
+    socket: WebSocket, out: Outbox, service: Conversation, user_id: str | None
+) -> None:
     current_session: str | None = None
     try:
         while out.open:
@@ -104,6 +114,8 @@ async def chat_endpoint(socket: WebSocket) -> None:
                 await out.json(
                     {"type": "error", "code": "unknown_session", "message": "no such session"}
                 )
+            except ServerBusyError as exc:
+                await out.json({"type": "error", **busy_fields(exc)})
             except EngineError as exc:
                 service.stats.count_error("/ws/chat")
                 await out.json(

@@ -21,6 +21,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.types import Message
 
 from eva.config import Settings
+from eva.conversation.admission import Channel
 from eva.conversation.end_of_turn import TurnPolicy
 from eva.conversation.listener import ListenerConfig, TurnDetector
 from eva.conversation.reply import ReplyHandle
@@ -41,8 +42,10 @@ from eva.conversation.session import (
     Transcribe,
 )
 from eva.conversation.turn import AudioChunk, TextDelta, TurnDone, TurnEvent
+from eva.conversation.turn_gate import ServerBusyError
 from eva.engines.base import STT_SAMPLE_RATE, EngineError, Float32Audio
 from eva.engines.voices import UnknownVoiceError
+from eva.server.admitted import admitted_conversation, busy_event
 from eva.server.audio_out import PacedOutput
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
@@ -356,6 +359,9 @@ class VoiceSession:
                         await self._done(reply, item)
                         ended = True
                     item = await anext(items)
+        except ServerBusyError as exc:  # refused before it began: nothing was said
+            failed = True
+            await self.out.json(busy_event(exc))
         except EngineError as exc:
             failed = True
             self.service.stats.count_error("/ws")
@@ -402,6 +408,7 @@ class VoiceSession:
             settle=settle,
             instructions=self.instructions,
             max_tokens=self.max_tokens,
+            channel=Channel.TYPED if reply.speech_end_at is None else Channel.SPOKEN,
         )
 
     async def _line_items(self, reply: ReplyHandle, text: str) -> AsyncIterator[TurnEvent]:
@@ -463,13 +470,20 @@ class VoiceSession:
 
 
 async def voice_endpoint(socket: WebSocket) -> None:
-    """The /ws route: accept, find or create the session, run it until the client leaves."""
+    """The /ws route: accept, admit, find or create the session, run it until the client
+    leaves."""
     await socket.accept()
     service: Conversation | None = socket.app.state.conversation
     if service is None:
         await socket.send_json(event("error", code="not_ready", message="Eva is still loading"))
         await socket.close(code=1013)  # try again later
         return
+    async with admitted_conversation(socket, service.gate, busy_event) as admitted:
+        if admitted:
+            await _serve(socket, service)
+
+
+async def _serve(socket: WebSocket, service: Conversation) -> None:
     try:
         user_id = resolve_user(socket, socket.query_params.get("user_id"))
         session = await service.open_session(socket.query_params.get("session_id") or None, user_id)
@@ -487,14 +501,10 @@ async def voice_endpoint(socket: WebSocket) -> None:
     except UnknownVoiceError as exc:
         await socket.send_json(event("error", code="unknown_voice", message=str(exc)))
         voice = service.engines.tts.default_voice
-    state = socket.app.state
-    state.active_sessions = getattr(state, "active_sessions", 0) + 1
     service.stats.count_request("/ws")
-    new_session = not socket.query_params.get("session_id")
-    try:
-        voice_session = VoiceSession(socket, service, session.id, voice)
-        if new_session and wants_greeting(socket.query_params.get("greet")):
-            voice_session.greeting = await service.greeting(session.id, user_id)
-        await voice_session.run()
-    finally:
-        state.active_sessions -= 1
+    voice_session = VoiceSession(socket, service, session.id, voice)
+    if not socket.query_params.get("session_id") and wants_greeting(
+        socket.query_params.get("greet")
+    ):
+        voice_session.greeting = await service.greeting(session.id, user_id)
+    await voice_session.run()

@@ -1,4 +1,4 @@
-"""Conversation persistence in one SQLite file.
+"""Conversation persistence in one SQLite file: the embedded default store.
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a killed or crashed process never
 loses a committed transaction (only a power cut can drop the last few, which is acceptable for
@@ -11,7 +11,8 @@ add a new one.
 
 One connection is shared by every thread (the server calls in through ``asyncio.to_thread``)
 and guarded by a lock, which also serialises transactions; each public call is one short
-transaction.
+transaction. ``eva.store.postgres`` is the same store in PostgreSQL (``POSTGRES_MIGRATIONS``
+there mirrors this list step for step).
 """
 
 from __future__ import annotations
@@ -23,9 +24,25 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from eva.store.base import MemoryStore, SessionStore, check_last
+from eva.store.records import (
+    MESSAGE_COLUMNS,
+    MessageRecord,
+    SessionRecord,
+    UnknownSessionError,
+    normalised_timings,
+)
+from eva.store.sqlite_memories import SqliteMemoryStore
+
+if TYPE_CHECKING:
+    from eva.config import Settings
+
+# Importable from here as before issue 14 (the server's modules still do).
+__all__ = ["MIGRATIONS", "MessageRecord", "SessionRecord", "SqliteStore", "Store",
+           "UnknownSessionError"]  # fmt: skip
 
 # How long a writer waits for another process's lock (e.g. a CLI inspecting the file) before
 # giving up with "database is locked"; our own threads never wait on it thanks to the lock.
@@ -57,7 +74,7 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX messages_by_session ON messages (session_id, id)",
     ),
     # 2: long-term memories of a user, their full-text index, and conversation summaries
-    # (eva/store/memories.py reads and writes them)
+    # (eva/store/sqlite_memories.py reads and writes them)
     (
         # One row per slot: (user_id, key) is unique, so a changed fact replaces the old one.
         """
@@ -113,35 +130,13 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         )
         """,
     ),
+    # 3: a user's sessions found without reading everyone's (the greeting asks for the
+    # previous one at every session start; forgetting a user deletes them all)
+    ("CREATE INDEX sessions_by_user ON sessions (user_id, created_at)",),
 )
 
-_MESSAGE_COLUMNS = "id, session_id, role, content, created_at, timings, interrupted"
 
-
-@dataclass(frozen=True)
-class SessionRecord:
-    id: str
-    user_id: str | None
-    created_at: float  # unix seconds
-    updated_at: float
-
-
-@dataclass(frozen=True)
-class MessageRecord:
-    id: int
-    session_id: str
-    role: str  # "user" | "assistant"
-    content: str
-    created_at: float
-    timings: dict[str, float] | None  # stage -> milliseconds
-    interrupted: bool
-
-
-class UnknownSessionError(KeyError):
-    """No session with this id exists."""
-
-
-class Store:
+class SqliteStore(SessionStore):
     """Sessions and messages in one SQLite file; safe to share between threads."""
 
     def __init__(self, path: Path) -> None:
@@ -162,6 +157,11 @@ class Store:
         except BaseException:
             self._conn.close()
             raise
+        self._memories = SqliteMemoryStore(self)
+
+    @property
+    def memories(self) -> MemoryStore:
+        return self._memories
 
     def _configure(self) -> None:
         self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -211,7 +211,7 @@ class Store:
                 cur.close()
 
     def write(self) -> AbstractContextManager[sqlite3.Cursor]:
-        """A write transaction for the sibling modules (eva.store.memories): same lock."""
+        """A write transaction for the sibling modules (eva.store.sqlite_memories): same lock."""
         return self._transaction()
 
     @contextmanager
@@ -250,12 +250,7 @@ class Store:
         timings: dict[str, float] | None = None,
         interrupted: bool = False,
     ) -> tuple[MessageRecord, MessageRecord]:
-        """Store a user message and its reply atomically.
-
-        ``timings`` and ``interrupted`` describe how the reply was produced, so they are kept
-        on the assistant message; the user message gets ``None`` and ``False``.
-        """
-        stored_timings = None if timings is None else {k: float(v) for k, v in timings.items()}
+        stored_timings = normalised_timings(timings)
         timings_json = None if stored_timings is None else json.dumps(stored_timings)
         now = time.time()
         with self._transaction() as cur:
@@ -282,7 +277,6 @@ class Store:
         )
 
     def add_assistant_message(self, session_id: str, text: str) -> MessageRecord:
-        """A message Eva says unprompted (the greeting of a returning person)."""
         now = time.time()
         with self._transaction() as cur:
             cur.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
@@ -298,8 +292,6 @@ class Store:
         return MessageRecord(message_id, session_id, "assistant", text, now, None, False)
 
     def cut_reply(self, session_id: str, message_id: int, heard: str) -> bool:
-        """Keep of a stored reply only what was heard (a client said where its playback
-        stopped); whether that reply of that session was found."""
         with self._transaction() as cur:
             cur.execute(
                 "UPDATE messages SET content = ?, interrupted = 1"
@@ -309,9 +301,7 @@ class Store:
             return cur.rowcount == 1
 
     def messages(self, session_id: str, last: int | None = None) -> list[MessageRecord]:
-        """The session's messages, oldest first; ``last`` keeps only the most recent N."""
-        if last is not None and last < 0:
-            raise ValueError(f"last must be >= 0, got {last}")
+        check_last(last)
         with self._lock:
             # A read transaction so the existence check and the rows come from one snapshot.
             self._conn.execute("BEGIN")
@@ -321,7 +311,7 @@ class Store:
                 ).fetchone()
                 # Newest first with LIMIT, reversed below: -1 means "no limit" in SQLite.
                 rows = self._conn.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ?"
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ?"
                     " ORDER BY id DESC LIMIT ?",
                     (session_id, -1 if last is None else last),
                 ).fetchall()
@@ -329,7 +319,7 @@ class Store:
                 self._conn.execute("COMMIT")
         if exists is None:
             raise UnknownSessionError(session_id)
-        return [_message_from_row(row) for row in reversed(rows)]
+        return [MessageRecord.from_row(row) for row in reversed(rows)]
 
     def count_sessions(self) -> int:
         with self._lock:
@@ -337,18 +327,14 @@ class Store:
         return count
 
     def close(self) -> None:
-        """Close the connection; safe to call twice."""
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> Store:
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+# The name of this class before PostgreSQL joined it (tests and callers of the file path).
+Store = SqliteStore
 
 
-def _message_from_row(row: tuple[Any, ...]) -> MessageRecord:
-    msg_id, session_id, role, content, created_at, timings_json, interrupted = row
-    timings = None if timings_json is None else json.loads(timings_json)
-    return MessageRecord(msg_id, session_id, role, content, created_at, timings, bool(interrupted))
+def create(settings: Settings) -> SqliteStore:
+    """The backend for eva.store.open_store: the file in the data directory."""
+    return SqliteStore(settings.db_path)

@@ -277,6 +277,13 @@ function serverError(event) {
     showToast("That conversation is no longer there, so a new one begins.");
     return;
   }
+  if (event.code === "busy") {
+    // Said kindly: nothing is wrong with the person or their words.
+    const wait = Math.max(1, Math.round(event.retry_after_s || 1));
+    const when = wait === 1 ? "a second" : `${wait} seconds`;
+    showToast(`Eva is talking with a lot of people right now. Please try again in ${when}.`);
+    return;
+  }
   if (event.code === "unknown_voice") {
     sessionStorage.removeItem(STORE.voice);
     connection.voice = null;

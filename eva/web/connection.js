@@ -11,6 +11,8 @@ const PONG_TIMEOUT_S = 10;
 // The server closes with this code when the session asked for does not exist (say, the
 // conversation was made on another server or its data was wiped): start a new one.
 const CLOSE_UNKNOWN_SESSION = 4404;
+// RFC 6455's "Try Again Later": Eva is full or stopping; its busy event says when.
+const CLOSE_TRY_AGAIN_LATER = 1013;
 
 export class Connection {
   // handlers: onOpen(), onEvent(object), onAudio(ArrayBuffer), onDown(retryInSeconds, closeCode)
@@ -23,6 +25,7 @@ export class Connection {
     this.userId = null; // who is talking: Eva's memories belong to this id
     this.greet = false; // a new session starts with Eva greeting someone she knows
     this.retryDelay = FIRST_RETRY_S;
+    this.retryAfter = null; // seconds, from a "busy" refusal: reconnect no sooner
     this.retryTimer = null;
     this.pingTimer = null;
     this.pongTimer = null;
@@ -71,6 +74,7 @@ export class Connection {
       this.startPinging();
     }
     if (event.type === "pong") clearTimeout(this.pongTimer);
+    if (event.type === "error" && event.code === "busy") this.retryAfter = event.retry_after_s;
     this.handlers.onEvent(event);
   }
 
@@ -87,6 +91,10 @@ export class Connection {
       this.sessionId = null;
       this.retryDelay = 0; // nothing is wrong with the server: come straight back
     }
+    if (event.code === CLOSE_TRY_AGAIN_LATER && this.retryAfter) {
+      this.retryDelay = Math.max(this.retryDelay, this.retryAfter); // as long as Eva asked
+    }
+    this.retryAfter = null;
     const delay = this.retryDelay * (0.8 + 0.4 * Math.random()); // jitter: no thundering herd
     this.retryDelay = Math.min(Math.max(this.retryDelay * 2, FIRST_RETRY_S), MAX_RETRY_S);
     this.reconnects += 1;

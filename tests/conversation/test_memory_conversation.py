@@ -24,7 +24,7 @@ from eva.conversation.service import Conversation
 from eva.engines.base import COMPANION_SAMPLING, ChatMessage, LLMEngine, Sampling
 from eva.engines.runtime import Engines
 from eva.stats import LatencyStats
-from eva.store.memories import MemoryStore, NewMemory
+from eva.store.memories import NewMemory
 from eva.store.sqlite import Store
 from tests.conversation.test_facts import load_sentences, score
 from tests.support import make_settings
@@ -138,7 +138,7 @@ async def test_a_forgotten_memory_is_gone_from_storage_and_from_later_prompts(
     (jazz,) = service.memory.book.memories.memories("ana")
     await say(service, session.id, "Can you suggest some jazz to listen to?")
     assert "Loves jazz." in recording.system
-    assert MemoryStore(service.store).forget("ana", jazz.id)
+    assert service.store.memories.forget("ana", jazz.id)
     await say(service, session.id, "Can you suggest some jazz to listen to?")
     assert "Loves jazz." not in recording.system
     assert service.memory.book.memories.search("ana", "jazz", 5) == []

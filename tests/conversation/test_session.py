@@ -237,6 +237,17 @@ def test_eva_backchannels_in_a_long_turn_never_twice_in_a_row_nor_over_the_perso
     assert any(isinstance(c, SayLine) for c in _pause_judged(session, 3.0, 0.1))  # 6 s later
 
 
+def test_a_judgement_that_comes_after_the_person_went_on_says_no_backchannel() -> None:
+    session = Session.make()
+    session.speak(3.5)
+    session.silence(0.16)
+    job = session.job("turn").job
+    session.speak(0.2)  # they went on before the model and the words came back (a busy CPU)
+    out = session.record(session.core.judged(job, 0.1, session.now))
+    out += session.record(session.core.transcribed(job, "and then I", 150, session.now))
+    assert not any(isinstance(c, SayLine) for c in out)
+
+
 def test_eva_never_backchannels_a_short_turn_a_finished_one_or_when_switched_off() -> None:
     assert not any(isinstance(c, SayLine) for c in _pause_judged(Session.make(), 1.5, 0.1))
     assert not any(isinstance(c, SayLine) for c in _pause_judged(Session.make(), 4.0, 0.9))

@@ -1,36 +1,19 @@
-"""Memories and summaries in the SQLite file: slots replace, the FTS5 index follows the
-table, searches are safe whatever the person says, and forgetting a user leaves nothing."""
+"""Memories and summaries on both backends (tests/store/conftest.py): slots replace, the
+full-text index follows the table, searches are safe whatever the person says, and
+forgetting a user leaves nothing."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from eva.store.memories import MemoryStore, NewMemory, Summary, fts_query
-from eva.store.sqlite import MIGRATIONS, Store
+from eva.store import ForgottenCounts, MemoryStore, NewMemory, SessionStore, Summary
+from eva.store.search import fts_query, tsquery
+from tests.store.backends import Backend
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "eva.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def memories(store: Store) -> MemoryStore:
-    return MemoryStore(store)
-
-
-def _indexed(store: Store, word: str) -> list[int]:
-    with store.read() as conn:
-        rows = conn.execute(
-            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (f'text : "{word}"',)
-        ).fetchall()
-    return [row[0] for row in rows]
+def memories(store: SessionStore) -> MemoryStore:
+    return store.memories
 
 
 def test_a_fact_in_the_same_slot_replaces_the_old_one(memories: MemoryStore) -> None:
@@ -79,33 +62,99 @@ def test_search_treats_every_sentence_as_words_never_as_query_syntax(
     memories: MemoryStore, said: str
 ) -> None:
     memories.remember("ana", [NewMemory("name", "name", "Their name is Ana.", "Ana")])
-    memories.search("ana", said, 5)  # no sqlite3.OperationalError, whatever was said
+    memories.search("ana", said, 5)  # no database error, whatever was said
     query = fts_query(said)
     assert query is None or query.startswith("text : (")
     assert query is None or all(t.startswith('"') for t in query[8:-1].split(" OR "))
+    pg_query = tsquery(said)
+    assert pg_query is None or all(t.lstrip("(").startswith("'") for t in pg_query.split(" | "))
+
+
+def test_search_ignores_case_and_accents_both_ways(memories: MemoryStore) -> None:
+    memories.remember("ana", [NewMemory("likes:cafe", "like", "Loves the Café de Flore.")])
+    memories.remember("ana", [NewMemory("lives_in", "place", "Lives in Orleans.")])
+    assert [m.key for m in memories.search("ana", "a CAFE tonight?", 5)] == ["likes:cafe"]
+    assert [m.key for m in memories.search("ana", "Je suis à Orléans", 5)] == ["lives_in"]
+    assert [m.key for m in memories.search("ana", "flore", 5)] == ["likes:cafe"]
+
+
+def test_search_matches_prefixes_of_long_words_and_whole_short_ones(
+    memories: MemoryStore,
+) -> None:
+    memories.remember("ana", [NewMemory("likes:cats", "like", "Loves cats and gardening.")])
+    assert [m.key for m in memories.search("ana", "my garden", 5)] == ["likes:cats"]
+    assert memories.search("ana", "catalogue", 5) == []  # "cats" is no prefix of it
+    assert [m.key for m in memories.search("ana", "cat", 5)] == []  # short words match whole
+    assert [m.key for m in memories.search("ana", "cats", 5)] == ["likes:cats"]
+
+
+def test_search_returns_at_most_limit_memories_that_match(memories: MemoryStore) -> None:
+    facts = [NewMemory(f"likes:jazz{i}", "like", f"Loves jazz number {i}.") for i in range(6)]
+    memories.remember("ana", facts)
+    found = memories.search("ana", "jazz", 4)
+    assert len(found) == 4 and all("jazz" in m.text for m in found)
 
 
 def test_deleting_a_memory_removes_it_from_the_table_and_the_index(
-    store: Store, memories: MemoryStore
+    backend: Backend, memories: MemoryStore
 ) -> None:
     saved = memories.remember("ana", [NewMemory("likes:jazz", "like", "Loves jazz.", "jazz")])
-    assert _indexed(store, "jazz") == [saved[0].id]
+    assert backend.indexed("jazz") == [saved[0].id]
     assert memories.forget("ana", saved[0].id)
     assert memories.memories("ana") == []
-    assert _indexed(store, "jazz") == []
+    assert backend.indexed("jazz") == []
 
 
 def test_editing_a_memory_reindexes_it_and_drops_the_template_words(
-    store: Store, memories: MemoryStore
+    backend: Backend, memories: MemoryStore
 ) -> None:
     saved = memories.remember("ana", [NewMemory("name", "name", "Their name is Ana.", "Ana")])
     edited = memories.edit("ana", saved[0].id, "Their name is Anna, with two n.")
     assert edited is not None and edited.value is None
-    assert _indexed(store, "ana") == [] and _indexed(store, "anna") == [saved[0].id]
+    assert backend.indexed("ana") == [] and backend.indexed("anna") == [saved[0].id]
+    assert memories.get("ana", saved[0].id) == edited
+
+
+def test_memories_lists_the_latest_first_and_finds_slots(memories: MemoryStore) -> None:
+    memories.remember("ana", [NewMemory("name", "name", "Their name is Ana.", "Ana")])
+    memories.remember("ana", [NewMemory("lives_in", "place", "Lives in Lyon.", "Lyon")])
+    assert [m.key for m in memories.memories("ana")] == ["lives_in", "name"]
+    assert [m.key for m in memories.memories("ana", limit=1)] == ["lives_in"]
+    slot = memories.slot("ana", "name")
+    assert slot is not None and slot.value == "Ana"
+    assert memories.slot("ana", "job") is None and memories.slot("bob", "name") is None
+    assert memories.forget_memories("ana") == 2 and memories.memories("ana") == []
+
+
+def test_summaries_replace_and_bound_the_messages_between(
+    store: SessionStore, memories: MemoryStore
+) -> None:
+    session = store.create_session("ana")
+    turns = [store.add_turn(session.id, f"u{i}", f"a{i}") for i in range(3)]
+    assert memories.summary(session.id) is None
+    memories.save_summary(session.id, Summary("- u0", turns[1][0].id))
+    memories.save_summary(session.id, Summary("- u0, u1", turns[2][0].id))
+    assert memories.summary(session.id) == Summary("- u0, u1", turns[2][0].id)
+    between = memories.messages_between(session.id, turns[1][0].id, turns[2][0].id)
+    assert [m.content for m in between] == ["u1", "a1"]
+    assert [m.content for m in memories.messages_between(session.id, 0, 2**63 - 1)] == [
+        m.content for turn in turns for m in turn
+    ]
+
+
+def test_previous_session_start_is_the_latest_other_session_of_the_user(
+    store: SessionStore, memories: MemoryStore
+) -> None:
+    first = store.create_session("ana")
+    store.create_session("bob")
+    current = store.create_session("ana")
+    assert memories.previous_session_start("ana", current.id) == first.created_at
+    assert memories.previous_session_start("ana", first.id) == current.created_at
+    assert memories.previous_session_start("carl", current.id) is None
 
 
 def test_forgetting_a_user_deletes_sessions_messages_memories_and_summaries(
-    store: Store, memories: MemoryStore
+    store: SessionStore, memories: MemoryStore, backend: Backend
 ) -> None:
     mine = store.create_session("ana")
     other = store.create_session("bob")
@@ -117,37 +166,10 @@ def test_forgetting_a_user_deletes_sessions_messages_memories_and_summaries(
     counts = memories.forget_user("ana")
     assert (counts.sessions, counts.messages, counts.memories, counts.summaries) == (1, 2, 1, 1)
     assert store.get_session(mine.id) is None and memories.memories("ana") == []
-    assert memories.summary(mine.id) is None and _indexed(store, "ana") == []
-    with store.read() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 2  # bob's
+    assert memories.summary(mine.id) is None and backend.indexed("ana") == []
+    assert backend.query("SELECT COUNT(*) FROM messages") == [(2,)]  # bob's
     assert len(store.messages(other.id)) == 2
-
-
-def test_a_version_one_database_migrates_and_keeps_its_conversations(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    for statement in MIGRATIONS[0]:
-        conn.execute(statement)
-    conn.execute("INSERT INTO sessions VALUES ('s1', 'ana', 1.0, 1.0)")
-    conn.execute("INSERT INTO messages (session_id, role, content, created_at) VALUES"
-                 " ('s1', 'user', 'hello', 1.0)")  # fmt: skip
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
-    with Store(path) as store:
-        assert [m.content for m in store.messages("s1")] == ["hello"]
-        MemoryStore(store).remember("ana", [NewMemory("name", "name", "Their name is Ana.")])
-        with store.read() as read:
-            assert read.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-
-
-def test_greeting_is_stored_as_an_assistant_message(store: Store) -> None:
-    session = store.create_session("ana")
-    greeting = store.add_assistant_message(session.id, "Welcome back, Ana!")
-    assert [(m.role, m.content) for m in store.messages(session.id)] == [
-        ("assistant", "Welcome back, Ana!")
-    ]
-    assert greeting.id == store.messages(session.id)[0].id
+    assert memories.forget_user("ana") == ForgottenCounts(0, 0, 0, 0)
 
 
 def test_search_keeps_users_apart_even_when_their_ids_share_tokens(

@@ -1,59 +1,31 @@
-"""The SQLite store: durability, atomic turns, ordering, concurrency and migrations."""
+"""What only the SQLite store does: its file, its pragmas, its schema version."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from eva.store.sqlite import MIGRATIONS, Store, UnknownSessionError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from eva.store import NewMemory
+from eva.store.sqlite import MIGRATIONS, SqliteStore
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "eva.db")
-    yield s
-    s.close()
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore(tmp_path / "eva.db") as opened:
+        yield opened
 
 
-def test_turns_persist_after_closing_and_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dir" / "eva.db"  # parent dirs are created
-    first = Store(path)
-    session = first.create_session(user_id="alice")
-    first.add_turn(session.id, "hello", "hi there")
-    first.add_turn(session.id, "how are you?", "fine")
-    first.close()
-
-    second = Store(path)
-    try:
-        reopened = second.get_session(session.id)
-        assert reopened is not None
-        assert (reopened.id, reopened.user_id) == (session.id, "alice")
-        assert reopened.created_at == session.created_at
-        contents = [(m.role, m.content) for m in second.messages(session.id)]
-        assert contents == [
-            ("user", "hello"),
-            ("assistant", "hi there"),
-            ("user", "how are you?"),
-            ("assistant", "fine"),
-        ]
-        assert second.count_sessions() == 1
-    finally:
-        second.close()
+def test_the_files_parent_directories_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "eva.db"
+    with SqliteStore(path) as store:
+        store.create_session()
+    assert path.is_file()
 
 
-def test_wal_mode_and_pragmas_are_on(store: Store) -> None:
+def test_wal_mode_and_pragmas_are_on(store: SqliteStore) -> None:
     conn = sqlite3.connect(store.path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -65,118 +37,10 @@ def test_wal_mode_and_pragmas_are_on(store: Store) -> None:
     assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
 
 
-def test_add_turn_on_unknown_session_raises_and_writes_nothing(store: Store) -> None:
-    session = store.create_session()
-    with pytest.raises(UnknownSessionError):
-        store.add_turn("no-such-session", "hello", "hi")
-    with pytest.raises(UnknownSessionError):
-        store.messages("no-such-session")
-    assert store._conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
-    assert store.messages(session.id) == []
-    # The failed transaction was rolled back, so the store still works.
-    store.add_turn(session.id, "a", "b")
-    assert len(store.messages(session.id)) == 2
-
-
-def test_add_turn_bumps_session_updated_at(store: Store) -> None:
-    session = store.create_session()
-    time.sleep(0.01)
-    _, reply = store.add_turn(session.id, "q", "a")
-    updated = store.get_session(session.id)
-    assert updated is not None
-    assert updated.created_at == session.created_at
-    assert updated.updated_at == reply.created_at > session.updated_at
-
-
-def test_get_session_returns_none_for_unknown_id(store: Store) -> None:
-    assert store.get_session("missing") is None
-
-
-def test_last_returns_most_recent_n_in_chronological_order(store: Store) -> None:
-    session = store.create_session()
-    other = store.create_session()
-    for i in range(5):
-        store.add_turn(session.id, f"u{i}", f"a{i}")
-        store.add_turn(other.id, f"other-u{i}", f"other-a{i}")
-    recent = store.messages(session.id, last=3)
-    assert [m.content for m in recent] == ["a3", "u4", "a4"]
-    assert [m.id for m in recent] == sorted(m.id for m in recent)
-    assert len(store.messages(session.id)) == 10
-    assert len(store.messages(session.id, last=100)) == 10
-    assert store.messages(session.id, last=0) == []
-    with pytest.raises(ValueError):
-        store.messages(session.id, last=-1)
-
-
-def test_concurrent_add_turn_loses_nothing_and_ids_are_unique(store: Store) -> None:
-    threads_n, turns_n = 8, 25
-    sessions = [store.create_session() for _ in range(threads_n)]
-    errors: list[BaseException] = []
-    returned_ids: list[int] = []
-    ids_lock = threading.Lock()
-    start = threading.Barrier(threads_n)
-
-    def worker(index: int) -> None:
-        try:
-            start.wait()
-            for turn in range(turns_n):
-                # Half the threads share one session to contend on the same rows too.
-                session = sessions[index if index % 2 else 0]
-                user, reply = store.add_turn(session.id, f"t{index}-{turn}", f"r{index}-{turn}")
-                assert reply.id == user.id + 1  # a turn's two messages are adjacent
-                with ids_lock:
-                    returned_ids.extend((user.id, reply.id))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
-    stored = [m for s in sessions for m in store.messages(s.id)]
-    assert len(stored) == threads_n * turns_n * 2
-    assert len(set(returned_ids)) == len(returned_ids) == len(stored)
-    assert {m.id for m in stored} == set(returned_ids)
-    assert {m.content for m in stored} == {
-        f"{prefix}{i}-{t}" for prefix in "tr" for i in range(threads_n) for t in range(turns_n)
-    }
-
-
-def test_message_ids_increase_monotonically(store: Store) -> None:
-    session = store.create_session()
-    ids = [m.id for _ in range(10) for m in store.add_turn(session.id, "u", "a")]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids)
-
-
-def test_timings_round_trip_as_floats(tmp_path: Path) -> None:
-    path = tmp_path / "eva.db"
-    with Store(path) as first:
-        session = first.create_session()
-        user, reply = first.add_turn(session.id, "u", "a", timings={"stt": 12, "llm": 345.678})
-    assert user.timings is None
-    assert reply.timings == {"stt": 12.0, "llm": 345.678}
-    with Store(path) as second:
-        stored_user, stored_reply = second.messages(session.id)
-    assert stored_user.timings is None
-    assert stored_reply.timings == {"stt": 12.0, "llm": 345.678}
-    assert all(type(v) is float for v in stored_reply.timings.values())
-
-
-def test_interrupted_flag_round_trips(store: Store) -> None:
-    session = store.create_session()
-    store.add_turn(session.id, "u1", "cut off", interrupted=True)
-    store.add_turn(session.id, "u2", "complete")
-    flags = [(m.content, m.interrupted) for m in store.messages(session.id)]
-    assert flags == [("u1", False), ("cut off", True), ("u2", False), ("complete", False)]
-
-
 def test_user_version_equals_number_of_migrations(tmp_path: Path) -> None:
     path = tmp_path / "eva.db"
-    Store(path).close()
-    Store(path).close()  # reopening an up-to-date file applies nothing twice
+    SqliteStore(path).close()
+    SqliteStore(path).close()  # reopening an up-to-date file applies nothing twice
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -186,66 +50,27 @@ def test_user_version_equals_number_of_migrations(tmp_path: Path) -> None:
 
 def test_database_from_newer_eva_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "eva.db"
-    Store(path).close()
+    SqliteStore(path).close()
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
-        Store(path)
+        SqliteStore(path)
 
 
-_WRITER = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from eva.store.sqlite import Store
-
-    store = Store(Path(sys.argv[1]))
-    session = store.create_session()
-    print("session", session.id, flush=True)
-    i = 0
-    while True:
-        _, reply = store.add_turn(session.id, f"user {i}", f"reply {i}" * 50)
-        print(reply.id, flush=True)  # printed only once the turn is committed
-        i += 1
-    """
-)
-
-
-def test_sigkill_mid_write_loop_keeps_every_committed_turn(tmp_path: Path) -> None:
-    path = tmp_path / "eva.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert child.stdout is not None
-    committed: list[int] = []
-    try:
-        header = child.stdout.readline().split()
-        assert header[:1] == ["session"], f"writer failed to start: {header}"
-        session_id = header[1]
-        while len(committed) < 200:
-            line = child.stdout.readline()
-            assert line, "writer exited before being killed"
-            committed.append(int(line))
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-        child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
-
+def test_a_version_one_database_migrates_and_keeps_its_conversations(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()
-    with Store(path) as reopened:
-        stored = reopened.messages(session_id)
-    stored_ids = {m.id for m in stored}
-    assert set(committed) <= stored_ids
-    # Turns are atomic: the kill never leaves a user message without its reply.
-    assert [m.role for m in stored] == ["user", "assistant"] * (len(stored) // 2)
-    assert len(stored) % 2 == 0
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO sessions VALUES ('s1', 'ana', 1.0, 1.0)")
+    conn.execute("INSERT INTO messages (session_id, role, content, created_at) VALUES"
+                 " ('s1', 'user', 'hello', 1.0)")  # fmt: skip
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with SqliteStore(path) as store:
+        assert [m.content for m in store.messages("s1")] == ["hello"]
+        store.memories.remember("ana", [NewMemory("name", "name", "Their name is Ana.")])
+        with store.read() as read:
+            assert read.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

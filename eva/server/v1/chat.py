@@ -24,8 +24,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from eva.conversation.prompt import estimate_tokens
-from eva.conversation.service import Conversation
+from eva.conversation.service import Conversation, turn_owner
 from eva.conversation.turn import TextDelta, TurnDone
+from eva.conversation.turn_gate import ServerBusyError
 from eva.engines.base import ChatMessage, EngineError, Sampling
 from eva.server.client_text import text_problem
 from eva.server.deps import checked_message, conversation
@@ -199,6 +200,8 @@ async def _companion(
     )
     user = resolve_user(request, body.user)
     named = (body.metadata or {}).get("session_id")
+    owner = turn_owner(named, user)
+    service.check_admission(owner)  # 503 busy before a session is made or a stream starts
     session = await service.open_session(named, user)
     if named is None:
         await service.seed_history(session.id, _earlier_turns(body.messages[:-1], texts[:-1]))
@@ -210,6 +213,7 @@ async def _companion(
         instructions=instructions,
         max_tokens=limit,
         sampling=sampling,
+        owner=owner,
     )
     prompt = [instructions, user_text]
     if not body.stream:
@@ -271,6 +275,7 @@ async def _plain(
             param="messages",
         )
     max_tokens = min(limit or PLAIN_MAX_TOKENS, room)
+    service.check_admission(turn_owner(None, None))  # 503 busy before a stream starts
     deltas = service.complete(messages, max_tokens, sampling)
     if body.stream:
         return _streamed(deltas, body, texts, completion, {})
@@ -294,9 +299,10 @@ def _streamed(
             async for delta in deltas:
                 written.append(delta)
                 yield completion.chunk({"content": delta})
-        except EngineError as exc:
+        except (EngineError, ServerBusyError) as exc:
             # Mid-stream, the status is sent: OpenAI's SDKs raise on an "error" event.
-            error = {"message": str(exc), "type": error_type(503), "code": "backend_unavailable"}
+            code = "busy" if isinstance(exc, ServerBusyError) else "backend_unavailable"
+            error = {"message": str(exc), "type": error_type(503), "code": code}
             yield sse_data({"error": {**error, "param": None}})
             return
         yield completion.chunk({}, finish="stop")

@@ -29,7 +29,9 @@ from eva.conversation.end_of_turn import TurnPolicy
 from eva.conversation.reply import ReplyHandle
 from eva.conversation.service import Conversation
 from eva.conversation.turn import AudioChunk
+from eva.conversation.turn_gate import ServerBusyError
 from eva.engines.voices import UnknownVoiceError
+from eva.server.admitted import admitted_conversation
 from eva.server.auth import REALTIME_PATH, ClientSecrets, offered_subprotocols, presented_key
 from eva.server.errors import ApiError
 from eva.server.identity import resolve_user
@@ -505,13 +507,17 @@ async def realtime_endpoint(socket: WebSocket) -> None:
         await socket.send_json(events.error(exc.code, exc.message))
         await socket.close(code=1008)
         return
-    session = await service.open_session(None, user_id)
-    state = socket.app.state
-    state.active_sessions = getattr(state, "active_sessions", 0) + 1
     service.stats.count_request(REALTIME_PATH)
-    try:
+
+    def refusal(exc: ServerBusyError) -> dict[str, Any]:
+        return events.error("busy", str(exc), status=503)
+
+    async with admitted_conversation(socket, service.gate, refusal) as admitted:
+        if not admitted:
+            return
+        session = await service.open_session(None, user_id)
         realtime = RealtimeSession(socket, service, session.id)
-        secrets: ClientSecrets = state.client_secrets
+        secrets: ClientSecrets = socket.app.state.client_secrets
         minted = secrets.session(presented_key(socket) or "")
         if minted:
             try:
@@ -519,8 +525,6 @@ async def realtime_endpoint(socket: WebSocket) -> None:
             except RealtimeError as exc:  # checked when minted; a bug if it happens
                 log.warning("a client secret's session did not apply: %s", exc)
         await realtime.run()
-    finally:
-        state.active_sessions -= 1
 
 
 def check_session(session: dict[str, Any]) -> None:

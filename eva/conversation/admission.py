@@ -1,0 +1,152 @@
+"""Which turn gets the language model next, and which are told to come back later.
+
+Sans-I/O: ``FairTurnQueue`` is fed requests, finishes and the time, and says which turns
+start and which are refused; ``eva.conversation.turn_gate`` drives it from asyncio.
+
+- **Capacity.** The model serves ``slots`` turns at once (llama-server's slots). A turn
+  that would wait longer than ``max_wait_s`` for one is refused at once with the seconds
+  after which it would not, instead of queueing for minutes: a person told "busy, try in
+  3 s" can act; one left in silence cannot. The wait is estimated from how long turns have
+  recently held a slot (``hold_s``, a moving average of measured holds).
+- **Spoken before typed.** A person speaking waits in silence; a typed turn's reader sees
+  the words arrive. A spoken turn goes before every waiting typed one.
+- **Fair between people.** Within a channel, turns are ordered by start-time fair queueing
+  over owners (a user, or a session when there is no user): each turn's tag is one more
+  than its owner's previous tag, and never below the tag of the turn last started. One
+  person's rapid turns get ever larger tags, so someone else's first turn goes before
+  their third, however quickly they were sent.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class Channel(IntEnum):
+    """How the person takes part in the turn; lower goes first."""
+
+    SPOKEN = 0
+    TYPED = 1
+
+
+# Weight of the newest measured hold in the moving average: about the last ten turns.
+HOLD_SMOOTHING = 0.1
+# Before any turn is measured: a reply of the default bound on the default brain on 2
+# cores, shared with the other slots (docs/performance.md). Learnt within a few turns.
+DEFAULT_HOLD_S = 3.0
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One turn's place: waiting, then running, then finished."""
+
+    owner: str
+    channel: Channel
+    tag: float
+    order: int  # arrival, to break ties
+    started_at: float | None = None
+
+    def sort_key(self) -> tuple[int, float, int]:
+        return (int(self.channel), self.tag, self.order)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    retry_after_s: int
+    reason: str
+
+
+@dataclass
+class FairTurnQueue:
+    slots: int
+    max_wait_s: float
+    hold_s: float = DEFAULT_HOLD_S
+    running: set[Ticket] = field(default_factory=set)
+    waiting: list[Ticket] = field(default_factory=list)
+    _last_tag: dict[str, float] = field(default_factory=dict)
+    _virtual: float = 0.0  # the tag of the turn last started
+    _arrivals: int = 0
+
+    def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise ValueError(f"slots must be >= 1, got {self.slots}")
+
+    def ask(self, owner: str, channel: Channel, now: float) -> Ticket | Refusal:
+        """A place for a new turn, or why not and when to come back."""
+        ticket = self._candidate(owner, channel)
+        refusal = self._refusal(ticket, now)
+        if refusal is not None:
+            return refusal
+        self._arrivals += 1
+        self._last_tag[owner] = ticket.tag
+        self.waiting.append(ticket)
+        return ticket
+
+    def would_refuse(self, owner: str, channel: Channel, now: float) -> Refusal | None:
+        """What ``ask`` would answer now, without queueing anything (for a route that must
+        answer 503 before it starts a stream)."""
+        return self._refusal(self._candidate(owner, channel), now)
+
+    def _candidate(self, owner: str, channel: Channel) -> Ticket:
+        tag = max(self._virtual, self._last_tag.get(owner, 0.0)) + 1.0
+        return Ticket(owner, channel, tag, self._arrivals)
+
+    def _refusal(self, ticket: Ticket, now: float) -> Refusal | None:
+        wait = self.expected_wait_s(ticket, now)
+        if wait <= self.max_wait_s:
+            return None
+        return Refusal(
+            retry_after_s=max(1, math.ceil(wait - self.max_wait_s)),
+            reason=f"Eva is answering {len(self.running)} people and "
+            f"{len(self.waiting)} are waiting",
+        )
+
+    def expected_wait_s(self, ticket: Ticket, now: float) -> float:
+        """How long ``ticket`` would wait for a slot if it were queued now: each turn
+        ahead of it takes the slot that frees first and holds it for ``hold_s``; a running
+        turn is expected to end ``hold_s`` after it started (or now, if that is past)."""
+        ahead = sum(1 for other in self.waiting if other.sort_key() < ticket.sort_key())
+        if len(self.running) + ahead < self.slots:
+            return 0.0
+        starts = [t.started_at for t in self.running if t.started_at is not None]
+        frees = [max(now, started + self.hold_s) for started in starts]
+        frees += [now] * (self.slots - len(frees))
+        heapq.heapify(frees)
+        for _ in range(ahead):
+            heapq.heappush(frees, heapq.heappop(frees) + self.hold_s)
+        return frees[0] - now
+
+    def start_next(self, now: float) -> list[Ticket]:
+        """The waiting turns that start now, in order, as slots are free."""
+        started: list[Ticket] = []
+        while self.waiting and len(self.running) < self.slots:
+            ticket = min(self.waiting, key=Ticket.sort_key)
+            self.waiting.remove(ticket)
+            ticket.started_at = now
+            self._virtual = max(self._virtual, ticket.tag)
+            self.running.add(ticket)
+            started.append(ticket)
+        return started
+
+    def finish(self, ticket: Ticket, now: float) -> None:
+        """The turn is over (or left while waiting); a hold it had updates the estimate."""
+        if ticket in self.running:
+            self.running.remove(ticket)
+            assert ticket.started_at is not None
+            held = now - ticket.started_at
+            self.hold_s += HOLD_SMOOTHING * (held - self.hold_s)
+        elif ticket in self.waiting:
+            self.waiting.remove(ticket)
+        if not self.running and not self.waiting:
+            # Idle: forget old tags, so they stay small and nobody carries a debt forever.
+            self._last_tag.clear()
+            self._virtual = 0.0
+
+    def waiting_by_channel(self) -> dict[Channel, int]:
+        counts = dict.fromkeys(Channel, 0)
+        for ticket in self.waiting:
+            counts[ticket.channel] += 1
+        return counts

@@ -1,0 +1,125 @@
+"""The fair queue for the model: pure logic, fed the time by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from eva.conversation.admission import Channel, FairTurnQueue, Refusal, Ticket
+
+
+def _ticket(
+    queue: FairTurnQueue, owner: str, channel: Channel = Channel.TYPED, now: float = 0.0
+) -> Ticket:
+    answer = queue.ask(owner, channel, now)
+    assert isinstance(answer, Ticket), answer
+    return answer
+
+
+def test_turns_start_at_once_while_slots_are_free() -> None:
+    queue = FairTurnQueue(slots=2, max_wait_s=10)
+    first, second = _ticket(queue, "a"), _ticket(queue, "b")
+    assert queue.start_next(now=0.0) == [first, second]
+    third = _ticket(queue, "c")
+    assert queue.start_next(now=0.0) == []
+    queue.finish(first, now=1.0)
+    assert queue.start_next(now=1.0) == [third]
+
+
+def test_a_spoken_turn_goes_before_every_waiting_typed_turn() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=100)
+    running = _ticket(queue, "a")
+    queue.start_next(0.0)
+    typed = [_ticket(queue, f"typed{i}") for i in range(3)]
+    spoken = _ticket(queue, "speaker", Channel.SPOKEN)
+    queue.finish(running, 1.0)
+    assert queue.start_next(1.0) == [spoken]
+    queue.finish(spoken, 2.0)
+    assert queue.start_next(2.0) == [typed[0]]
+
+
+def test_one_persons_rapid_turns_do_not_starve_another() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=100)
+    running = _ticket(queue, "other")
+    queue.start_next(0.0)
+    rapid = [_ticket(queue, "rapid") for _ in range(4)]
+    late = _ticket(queue, "late")  # asked after all of rapid's turns
+    order = []
+    now = 0.0
+    queue.finish(running, now)
+    while queue.waiting:
+        (started,) = queue.start_next(now)
+        order.append(started)
+        now += 1.0
+        queue.finish(started, now)
+    assert order.index(late) <= 1, [t.owner for t in order]  # FIFO would make it last
+    assert [t for t in order if t.owner == "rapid"] == rapid  # one person's own order kept
+
+
+def test_a_turn_that_would_wait_too_long_is_refused_with_when_to_come_back() -> None:
+    queue = FairTurnQueue(slots=2, max_wait_s=2.0, hold_s=1.5)
+    for owner in ("a", "b", "c", "d"):  # two running, two waiting: the next waits 3 s
+        _ticket(queue, owner)
+    queue.start_next(0.0)
+    answer = queue.ask("e", Channel.TYPED, 0.0)
+    assert isinstance(answer, Refusal)
+    assert answer.retry_after_s >= 1 and "waiting" in answer.reason
+    assert len(queue.waiting) == 2  # the refused turn took no place
+    assert queue.would_refuse("e", Channel.TYPED, 0.0) is not None
+
+
+def test_a_spoken_turn_is_admitted_where_a_typed_one_is_refused() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=1.0)
+    for owner in ("a", "b"):  # one running, one waiting
+        _ticket(queue, owner)
+    queue.start_next(0.0)
+    assert isinstance(queue.ask("typist", Channel.TYPED, 0.0), Refusal)
+    assert isinstance(queue.ask("speaker", Channel.SPOKEN, 0.0), Ticket)
+
+
+def test_the_wait_estimate_follows_measured_holds() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=10, hold_s=3.0)
+    for _ in range(60):
+        ticket = _ticket(queue, "a")
+        queue.start_next(0.0)
+        queue.finish(ticket, 0.5)
+    assert queue.hold_s == pytest.approx(0.5, abs=0.05)
+
+
+def test_an_idle_queue_forgets_old_debts() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=100)
+    for _ in range(5):
+        ticket = _ticket(queue, "busy")
+        queue.start_next(0.0)
+        queue.finish(ticket, 1.0)
+    fresh = _ticket(queue, "busy")
+    assert fresh.tag == 1.0
+
+
+def test_a_turn_that_leaves_while_waiting_gives_its_place_back() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=100)
+    running, waiting = _ticket(queue, "a"), _ticket(queue, "b")
+    queue.start_next(0.0)
+    queue.finish(waiting, 0.5)
+    assert queue.waiting == []
+    queue.finish(running, 1.0)
+    assert queue.start_next(1.0) == []
+
+
+def test_the_wait_counts_down_as_the_running_turns_near_their_end() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=3.0)
+    _ticket(queue, "a")
+    queue.start_next(0.0)
+    assert isinstance(queue.ask("b", Channel.TYPED, 0.5), Refusal)  # 2.5 s to go
+    assert isinstance(queue.ask("b", Channel.TYPED, 2.5), Ticket)  # 0.5 s to go
+
+
+def test_a_refused_person_is_first_in_line_once_admitted() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=2.0)
+    first = _ticket(queue, "rapid")
+    queue.start_next(0.0)
+    assert isinstance(queue.ask("patient", Channel.TYPED, 0.1), Refusal)
+    patient = _ticket(queue, "patient", now=1.5)
+    again = queue.ask("rapid", Channel.TYPED, 1.6)  # the rapid one's next turn
+    queue.finish(first, 2.0)
+    assert queue.start_next(2.0) == [patient]
+    assert isinstance(again, Refusal) or again in queue.waiting
