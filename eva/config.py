@@ -196,6 +196,10 @@ class Settings(BaseSettings):
     # with a Retry-After instead: with the reply's own ~1 s to first audio, this keeps an
     # admitted turn's first audio within 3 s.
     max_turn_wait_s: float = Field(1.5, ge=0)
+    # A turn's first audio (a text turn's first words) this long after it asked for the
+    # model: the turns let in at once shrink when they come later and grow when in time
+    # (eva/conversation/admission.py); 0 lets every slot of the model run at once.
+    first_audio_target_s: float = Field(2.5, ge=0)
     # On SIGTERM, how long turns in flight may take to finish before the process exits.
     drain_timeout_s: float = Field(20.0, ge=0)
 

@@ -82,7 +82,13 @@ class _Session:
     async def open(cls, url: str) -> _Session:
         asked = time.monotonic()
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-            socket = await websockets.connect(url, max_size=2**24, open_timeout=None)
+            try:
+                socket = await websockets.connect(url, max_size=2**24, open_timeout=None)
+            except websockets.InvalidStatus as refused:  # a balancer with no worker free
+                if refused.response.status_code != 503:
+                    raise
+                retry = float(refused.response.headers.get("Retry-After", "1"))
+                raise Refused(retry, (time.monotonic() - asked) * 1000) from None
             session = cls(socket)
             created = json.loads(await socket.recv())
         if created.get("type") == "error" and created.get("code") == "busy":

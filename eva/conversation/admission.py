@@ -3,11 +3,16 @@
 Sans-I/O: ``FairTurnQueue`` is fed requests, finishes and the time, and says which turns
 start and which are refused; ``eva.conversation.turn_gate`` drives it from asyncio.
 
-- **Capacity.** The model serves ``slots`` turns at once (llama-server's slots). A turn
-  that would wait longer than ``max_wait_s`` for one is refused at once with the seconds
-  after which it would not, instead of queueing for minutes: a person told "busy, try in
-  3 s" can act; one left in silence cannot. The wait is estimated from how long turns have
-  recently held a slot (``hold_s``, a moving average of measured holds).
+- **Capacity.** The model serves up to ``slots`` turns at once (llama-server's slots), but
+  every turn it batches slows the others: on two cores four at once take several times as
+  long to their first audio as one alone. So the turns let in at once (``limit``) adapt to
+  the latency target, additive increase and multiplicative decrease as TCP's congestion
+  window does: a turn whose first output came later than ``target_s`` after it asked
+  shrinks the limit, one in time grows it. A turn that would wait longer than
+  ``max_wait_s`` for its place is refused at once with the seconds after which it would
+  not, instead of queueing for minutes: a person told "busy, try in 3 s" can act; one left
+  in silence cannot. The wait is estimated from how long turns have recently held a place
+  (``hold_s``, a moving average of measured holds).
 - **Spoken before typed.** A person speaking waits in silence; a typed turn's reader sees
   the words arrive. A spoken turn goes before every waiting typed one.
 - **Fair between people.** Within a channel, turns are ordered by start-time fair queueing
@@ -37,6 +42,9 @@ HOLD_SMOOTHING = 0.1
 # Before any turn is measured: a reply of the default bound on the default brain on 2
 # cores, shared with the other slots (docs/performance.md). Learnt within a few turns.
 DEFAULT_HOLD_S = 3.0
+# A late turn cuts the limit by this factor; an on-time one adds 1/limit (one place per
+# round of turns in time), as TCP's AIMD.
+LIMIT_DECREASE = 0.75
 
 
 @dataclass(eq=False)
@@ -47,10 +55,9 @@ class Ticket:
     channel: Channel
     tag: float
     order: int  # arrival, to break ties
+    asked_at: float = 0.0
     started_at: float | None = None
-
-    def sort_key(self) -> tuple[int, float, int]:
-        return (int(self.channel), self.tag, self.order)
+    measured: bool = False  # its first output was timed
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,9 @@ class Refusal:
 class FairTurnQueue:
     slots: int
     max_wait_s: float
+    target_s: float = math.inf  # first output after asking; inf: never shrink the limit
     hold_s: float = DEFAULT_HOLD_S
+    limit: float = 0.0  # turns let in at once, 1..slots; starts at slots
     running: set[Ticket] = field(default_factory=set)
     waiting: list[Ticket] = field(default_factory=list)
     _last_tag: dict[str, float] = field(default_factory=dict)
@@ -73,10 +82,26 @@ class FairTurnQueue:
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError(f"slots must be >= 1, got {self.slots}")
+        self.limit = self.limit or float(self.slots)
+
+    @property
+    def places(self) -> int:
+        """Turns that may hold the model at once now."""
+        return max(1, min(self.slots, int(self.limit)))
+
+    def first_output(self, ticket: Ticket, now: float) -> None:
+        """The turn's first audio (or text) is out: was it in time? Adapts ``limit``."""
+        if ticket.measured:
+            return
+        ticket.measured = True
+        if now - ticket.asked_at > self.target_s:
+            self.limit = max(1.0, self.limit * LIMIT_DECREASE)
+        else:
+            self.limit = min(float(self.slots), self.limit + 1.0 / self.limit)
 
     def ask(self, owner: str, channel: Channel, now: float) -> Ticket | Refusal:
         """A place for a new turn, or why not and when to come back."""
-        ticket = self._candidate(owner, channel)
+        ticket = self._candidate(owner, channel, now)
         refusal = self._refusal(ticket, now)
         if refusal is not None:
             return refusal
@@ -88,11 +113,18 @@ class FairTurnQueue:
     def would_refuse(self, owner: str, channel: Channel, now: float) -> Refusal | None:
         """What ``ask`` would answer now, without queueing anything (for a route that must
         answer 503 before it starts a stream)."""
-        return self._refusal(self._candidate(owner, channel), now)
+        return self._refusal(self._candidate(owner, channel, now), now)
 
-    def _candidate(self, owner: str, channel: Channel) -> Ticket:
+    def _candidate(self, owner: str, channel: Channel, now: float) -> Ticket:
         tag = max(self._virtual, self._last_tag.get(owner, 0.0)) + 1.0
-        return Ticket(owner, channel, tag, self._arrivals)
+        return Ticket(owner, channel, tag, self._arrivals, asked_at=now)
+
+    def _order(self, ticket: Ticket, now: float) -> tuple[int, int, float, int]:
+        """Spoken first, then typed turns that have waited past what they were promised
+        (``max_wait_s``), then the other typed ones; fair between owners within each. A
+        typed turn once overdue is not passed by newer typed turns again."""
+        overdue = now - ticket.asked_at > self.max_wait_s
+        return (int(ticket.channel), 0 if overdue else 1, ticket.tag, ticket.order)
 
     def _refusal(self, ticket: Ticket, now: float) -> Refusal | None:
         wait = self.expected_wait_s(ticket, now)
@@ -108,12 +140,16 @@ class FairTurnQueue:
         """How long ``ticket`` would wait for a slot if it were queued now: each turn
         ahead of it takes the slot that frees first and holds it for ``hold_s``; a running
         turn is expected to end ``hold_s`` after it started (or now, if that is past)."""
-        ahead = sum(1 for other in self.waiting if other.sort_key() < ticket.sort_key())
-        if len(self.running) + ahead < self.slots:
+        mine = self._order(ticket, now)
+        ahead = sum(1 for other in self.waiting if self._order(other, now) < mine)
+        if len(self.running) + ahead < self.places:
             return 0.0
         starts = [t.started_at for t in self.running if t.started_at is not None]
-        frees = [max(now, started + self.hold_s) for started in starts]
-        frees += [now] * (self.slots - len(frees))
+        frees = sorted(max(now, started + self.hold_s) for started in starts)
+        # With more running than places (the limit just shrank), the first ends only bring
+        # them down to the limit: a place opens at the end after those.
+        frees = frees[max(0, len(frees) - self.places) :]
+        frees += [now] * (self.places - len(frees))
         heapq.heapify(frees)
         for _ in range(ahead):
             heapq.heappush(frees, heapq.heappop(frees) + self.hold_s)
@@ -122,8 +158,8 @@ class FairTurnQueue:
     def start_next(self, now: float) -> list[Ticket]:
         """The waiting turns that start now, in order, as slots are free."""
         started: list[Ticket] = []
-        while self.waiting and len(self.running) < self.slots:
-            ticket = min(self.waiting, key=Ticket.sort_key)
+        while self.waiting and len(self.running) < self.places:
+            ticket = min(self.waiting, key=lambda waiting: self._order(waiting, now))
             self.waiting.remove(ticket)
             ticket.started_at = now
             self._virtual = max(self._virtual, ticket.tag)

@@ -100,6 +100,7 @@ class Conversation:
             slots,
             settings.max_conversations or CONVERSATIONS_PER_SLOT * slots,
             settings.max_turn_wait_s,
+            settings.first_audio_target_s or float("inf"),
         )
         _use_persona_voice(self.persona, engines, settings)
 
@@ -210,6 +211,8 @@ class Conversation:
             llm_turn=self.gate.holding(ticket),
         )
         async for event in self.memory.during_turn(events):
+            if isinstance(event, AudioChunk) or (isinstance(event, TextDelta) and not audio):
+                self.gate.first_output(ticket)  # once per ticket: was it in time?
             if isinstance(event, TurnDone):
                 settled = await settle(event) if settle is not None else event
                 if settled is None:
@@ -291,6 +294,7 @@ class Conversation:
         ticket = self.gate.admit(turn_owner(None, None), Channel.TYPED)
         async with self.gate.holding(ticket):
             async for delta in self._complete(messages, max_tokens, sampling):
+                self.gate.first_output(ticket)
                 yield delta
 
     async def _complete(

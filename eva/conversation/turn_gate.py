@@ -36,6 +36,7 @@ class Capacity:
     conversations: int
     max_conversations: int
     turns_running: int
+    turns_limit: int
     turns_waiting_spoken: int
     turns_waiting_typed: int
     llm_slots: int
@@ -53,9 +54,10 @@ class TurnGate:
         slots: int,
         max_conversations: int,
         max_turn_wait_s: float,
+        first_output_target_s: float = float("inf"),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.queue = FairTurnQueue(slots, max_turn_wait_s)
+        self.queue = FairTurnQueue(slots, max_turn_wait_s, first_output_target_s)
         self.max_conversations = max_conversations
         self.conversations = 0
         self.draining = False
@@ -119,6 +121,11 @@ class TurnGate:
             self.queue.finish(ticket, self._clock())
             self._start_next()
 
+    def first_output(self, ticket: Ticket) -> None:
+        """The turn's first audio (or text, for a text turn) is ready: timed against the
+        target, it adapts how many turns run at once."""
+        self.queue.first_output(ticket, self._clock())
+
     def release(self, ticket: Ticket) -> None:
         """The turn is over, its reply stored or abandoned. Idempotent."""
         grant = self._grants.pop(ticket, None)
@@ -152,6 +159,7 @@ class TurnGate:
             conversations=self.conversations,
             max_conversations=self.max_conversations,
             turns_running=len(self.queue.running),
+            turns_limit=self.queue.places,
             turns_waiting_spoken=waiting[Channel.SPOKEN],
             turns_waiting_typed=waiting[Channel.TYPED],
             llm_slots=self.queue.slots,

@@ -174,6 +174,7 @@ def _health(state: Any) -> HealthResponse:
             max_conversations=now.max_conversations,
             free_conversations=max(0, now.max_conversations - now.conversations),
             turns_running=now.turns_running,
+            turns_limit=now.turns_limit,
             turns_waiting=now.turns_waiting_spoken + now.turns_waiting_typed,
             llm_slots=now.llm_slots,
             turn_hold_s=round(now.turn_hold_s, 3),

@@ -44,6 +44,9 @@ class AdmissionCollector(Collector):
         yield GaugeMetricFamily(
             "eva_turns_running", "Turns holding a slot of the model", capacity.turns_running
         )
+        yield GaugeMetricFamily(
+            "eva_turns_limit", "Turns let in at once now (adapts)", capacity.turns_limit
+        )
         waiting = GaugeMetricFamily(
             "eva_turns_waiting", "Turns queued for the model", labels=["channel"]
         )

@@ -80,6 +80,7 @@ class CapacityInfo(BaseModel):
     max_conversations: int
     free_conversations: int
     turns_running: int
+    turns_limit: int = Field(description="Turns let in at once now (adapts to the latency target)")
     turns_waiting: int
     llm_slots: int
     turn_hold_s: float = Field(description="Recent mean time a turn holds a slot of the model")

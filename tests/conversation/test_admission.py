@@ -123,3 +123,45 @@ def test_a_refused_person_is_first_in_line_once_admitted() -> None:
     queue.finish(first, 2.0)
     assert queue.start_next(2.0) == [patient]
     assert isinstance(again, Refusal) or again in queue.waiting
+
+
+def test_late_first_outputs_let_fewer_turns_in_at_once_and_timely_ones_more() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0)
+    assert queue.places == 4
+    for n in range(6):  # four at once were slow to their first audio
+        ticket = _ticket(queue, f"p{n}", now=0.0)
+        queue.start_next(0.0)
+        queue.first_output(ticket, 3.0)
+        queue.first_output(ticket, 9.0)  # counted once
+        queue.finish(ticket, 4.0)
+    assert queue.places == 1
+    tickets = [_ticket(queue, f"q{n}", now=10.0) for n in range(2)]
+    assert queue.start_next(10.0) == tickets[:1]  # one at a time now
+    for n in range(12):  # in time: room grows back, one place per round
+        ticket = _ticket(queue, f"r{n}", now=20.0)
+        queue.first_output(ticket, 21.0)
+    assert queue.places >= 3
+
+
+def test_a_shrunk_limit_counts_the_running_turns_beyond_it_in_the_wait() -> None:
+    queue = FairTurnQueue(slots=2, max_wait_s=100, hold_s=2.0, limit=2.0)
+    for owner in ("a", "b"):
+        _ticket(queue, owner)
+    queue.start_next(0.0)
+    queue.limit = 1.0  # two running, one place: a place opens when both have ended
+    assert queue.expected_wait_s(queue._candidate("c", Channel.TYPED, 0.0), 0.0) == 2.0
+
+
+def test_a_typed_turn_waiting_past_its_promise_is_passed_by_no_newer_typed_turn() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=0.3)
+    running = _ticket(queue, "a")
+    queue.start_next(0.0)
+    for _ in range(3):  # the rapid typist's next turns queue up, then go overdue
+        _ticket(queue, "rapid", now=0.1)
+    newcomer = _ticket(queue, "newcomer", now=1.4)  # fair order alone would put it first
+    queue.finish(running, 1.5)
+    (started,) = queue.start_next(1.5)
+    assert started.owner == "rapid" and newcomer in queue.waiting
+    spoken = _ticket(queue, "speaker", Channel.SPOKEN, now=1.6)
+    queue.finish(started, 2.0)
+    assert queue.start_next(2.0) == [spoken]  # spoken still goes first
