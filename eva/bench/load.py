@@ -167,12 +167,14 @@ class _Session:
         await self.socket.send(json.dumps({"type": "interrupt"}))
         async with asyncio.timeout(_DRAIN_TIMEOUT_S):
             while True:
-                _, kind, _ = await self.events.get()
+                _, kind, event = await self.events.get()
                 if kind == "closed":
                     raise RuntimeError("disconnected while stopping")
                 if kind == "response.done":
                     tally.cut_at_end += 1
                     return
+                if kind == "error" and event.get("code") == "busy":
+                    return  # the last turn was refused: there is no reply to stop
 
     async def close(self) -> None:
         await self.socket.close()

@@ -11,8 +11,8 @@ start and which are refused; ``eva.conversation.turn_gate`` drives it from async
   shrinks the limit, one in time grows it. A turn that would wait longer than
   ``max_wait_s`` for its place is refused at once with the seconds after which it would
   not, instead of queueing for minutes: a person told "busy, try in 3 s" can act; one left
-  in silence cannot. The wait is estimated from how long turns have recently held a place
-  (``hold_s``, a moving average of measured holds).
+  in silence cannot. The wait is estimated from how long turns have recently held a place,
+  as TCP estimates round trips: a smoothed mean and deviation (``hold_bound_s``).
 - **Spoken before typed.** A person speaking waits in silence; a typed turn's reader sees
   the words arrive. A spoken turn goes before every waiting typed one.
 - **Fair between people.** Within a channel, turns are ordered by start-time fair queueing
@@ -37,8 +37,13 @@ class Channel(IntEnum):
     TYPED = 1
 
 
-# Weight of the newest measured hold in the moving average: about the last ten turns.
-HOLD_SMOOTHING = 0.1
+# The hold is estimated as TCP estimates a round trip (Jacobson/Karels, RFC 6298): a
+# smoothed mean and a smoothed mean deviation. A promise made on the mean alone is broken
+# by every hold longer than average, and under load holds vary several-fold (6-13 s here).
+HOLD_SMOOTHING = 0.125
+DEVIATION_SMOOTHING = 0.25
+# A place is promised on the mean plus this many deviations: most holds end by then.
+HOLD_DEVIATIONS = 2.0
 # Before any turn is measured: a reply of the default bound on the default brain on 2
 # cores, shared with the other slots (docs/performance.md). Learnt within a few turns.
 DEFAULT_HOLD_S = 3.0
@@ -72,6 +77,7 @@ class FairTurnQueue:
     max_wait_s: float
     target_s: float = math.inf  # first output after asking; inf: never shrink the limit
     hold_s: float = DEFAULT_HOLD_S
+    hold_dev_s: float = DEFAULT_HOLD_S / 2  # RFC 6298's first RTTVAR: half the first mean
     limit: float = 0.0  # turns let in at once, 1..slots; starts at slots
     running: set[Ticket] = field(default_factory=set)
     waiting: list[Ticket] = field(default_factory=list)
@@ -136,23 +142,31 @@ class FairTurnQueue:
             f"{len(self.waiting)} are waiting",
         )
 
+    @property
+    def hold_bound_s(self) -> float:
+        """How long a turn is expected to hold its place at most, as promises are made."""
+        return self.hold_s + HOLD_DEVIATIONS * self.hold_dev_s
+
     def expected_wait_s(self, ticket: Ticket, now: float) -> float:
-        """How long ``ticket`` would wait for a slot if it were queued now: each turn
-        ahead of it takes the slot that frees first and holds it for ``hold_s``; a running
-        turn is expected to end ``hold_s`` after it started (or now, if that is past)."""
+        """How long ``ticket`` would wait for a place if it were queued now: each turn
+        ahead of it takes the place that frees first and holds it for ``hold_bound_s``; a
+        running turn is expected to end ``hold_bound_s`` after it started, and one already
+        past that, a deviation from now."""
         mine = self._order(ticket, now)
         ahead = sum(1 for other in self.waiting if self._order(other, now) < mine)
         if len(self.running) + ahead < self.places:
             return 0.0
         starts = [t.started_at for t in self.running if t.started_at is not None]
-        frees = sorted(max(now, started + self.hold_s) for started in starts)
+        frees = sorted(
+            max(now + self.hold_dev_s, started + self.hold_bound_s) for started in starts
+        )
         # With more running than places (the limit just shrank), the first ends only bring
         # them down to the limit: a place opens at the end after those.
         frees = frees[max(0, len(frees) - self.places) :]
         frees += [now] * (self.places - len(frees))
         heapq.heapify(frees)
         for _ in range(ahead):
-            heapq.heappush(frees, heapq.heappop(frees) + self.hold_s)
+            heapq.heappush(frees, heapq.heappop(frees) + self.hold_bound_s)
         return frees[0] - now
 
     def start_next(self, now: float) -> list[Ticket]:
@@ -172,8 +186,9 @@ class FairTurnQueue:
         if ticket in self.running:
             self.running.remove(ticket)
             assert ticket.started_at is not None
-            held = now - ticket.started_at
-            self.hold_s += HOLD_SMOOTHING * (held - self.hold_s)
+            error = (now - ticket.started_at) - self.hold_s
+            self.hold_dev_s += DEVIATION_SMOOTHING * (abs(error) - self.hold_dev_s)
+            self.hold_s += HOLD_SMOOTHING * error
         elif ticket in self.waiting:
             self.waiting.remove(ticket)
         if not self.running and not self.waiting:

@@ -56,7 +56,7 @@ def test_one_persons_rapid_turns_do_not_starve_another() -> None:
 
 
 def test_a_turn_that_would_wait_too_long_is_refused_with_when_to_come_back() -> None:
-    queue = FairTurnQueue(slots=2, max_wait_s=2.0, hold_s=1.5)
+    queue = FairTurnQueue(slots=2, max_wait_s=2.0, hold_s=1.5, hold_dev_s=0.0)
     for owner in ("a", "b", "c", "d"):  # two running, two waiting: the next waits 3 s
         _ticket(queue, owner)
     queue.start_next(0.0)
@@ -68,7 +68,7 @@ def test_a_turn_that_would_wait_too_long_is_refused_with_when_to_come_back() -> 
 
 
 def test_a_spoken_turn_is_admitted_where_a_typed_one_is_refused() -> None:
-    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=1.0)
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=1.0, hold_dev_s=0.0)
     for owner in ("a", "b"):  # one running, one waiting
         _ticket(queue, owner)
     queue.start_next(0.0)
@@ -77,7 +77,7 @@ def test_a_spoken_turn_is_admitted_where_a_typed_one_is_refused() -> None:
 
 
 def test_the_wait_estimate_follows_measured_holds() -> None:
-    queue = FairTurnQueue(slots=1, max_wait_s=10, hold_s=3.0)
+    queue = FairTurnQueue(slots=1, max_wait_s=10, hold_s=3.0, hold_dev_s=0.0)
     for _ in range(60):
         ticket = _ticket(queue, "a")
         queue.start_next(0.0)
@@ -106,7 +106,7 @@ def test_a_turn_that_leaves_while_waiting_gives_its_place_back() -> None:
 
 
 def test_the_wait_counts_down_as_the_running_turns_near_their_end() -> None:
-    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=3.0)
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=3.0, hold_dev_s=0.0)
     _ticket(queue, "a")
     queue.start_next(0.0)
     assert isinstance(queue.ask("b", Channel.TYPED, 0.5), Refusal)  # 2.5 s to go
@@ -114,7 +114,7 @@ def test_the_wait_counts_down_as_the_running_turns_near_their_end() -> None:
 
 
 def test_a_refused_person_is_first_in_line_once_admitted() -> None:
-    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=2.0)
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=2.0, hold_dev_s=0.0)
     first = _ticket(queue, "rapid")
     queue.start_next(0.0)
     assert isinstance(queue.ask("patient", Channel.TYPED, 0.1), Refusal)
@@ -144,7 +144,7 @@ def test_late_first_outputs_let_fewer_turns_in_at_once_and_timely_ones_more() ->
 
 
 def test_a_shrunk_limit_counts_the_running_turns_beyond_it_in_the_wait() -> None:
-    queue = FairTurnQueue(slots=2, max_wait_s=100, hold_s=2.0, limit=2.0)
+    queue = FairTurnQueue(slots=2, max_wait_s=100, hold_s=2.0, hold_dev_s=0.0, limit=2.0)
     for owner in ("a", "b"):
         _ticket(queue, owner)
     queue.start_next(0.0)
@@ -153,7 +153,7 @@ def test_a_shrunk_limit_counts_the_running_turns_beyond_it_in_the_wait() -> None
 
 
 def test_a_typed_turn_waiting_past_its_promise_is_passed_by_no_newer_typed_turn() -> None:
-    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=0.3)
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=0.3, hold_dev_s=0.0)
     running = _ticket(queue, "a")
     queue.start_next(0.0)
     for _ in range(3):  # the rapid typist's next turns queue up, then go overdue
@@ -165,3 +165,18 @@ def test_a_typed_turn_waiting_past_its_promise_is_passed_by_no_newer_typed_turn(
     spoken = _ticket(queue, "speaker", Channel.SPOKEN, now=1.6)
     queue.finish(started, 2.0)
     assert queue.start_next(2.0) == [spoken]  # spoken still goes first
+
+
+def test_holds_that_vary_make_promises_on_more_than_their_mean() -> None:
+    steady = FairTurnQueue(slots=1, max_wait_s=100)
+    varied = FairTurnQueue(slots=1, max_wait_s=100)
+    for held in [4.0, 4.0, 4.0, 4.0] * 10:
+        ticket = _ticket(steady, "s", now=0.0)
+        steady.start_next(0.0)
+        steady.finish(ticket, held)
+    for held in [1.0, 7.0, 2.0, 6.0] * 10:
+        ticket = _ticket(varied, "v", now=0.0)
+        varied.start_next(0.0)
+        varied.finish(ticket, held)
+    assert abs(steady.hold_s - varied.hold_s) < 1.0  # about the same mean
+    assert steady.hold_bound_s < 4.5 < varied.hold_bound_s  # but not the same promise
