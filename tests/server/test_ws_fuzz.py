@@ -249,16 +249,47 @@ def test_random_frame_sequences_never_break_a_session_or_the_server(
             logger.removeHandler(errors)
     print(f"\n/ws fuzz: {tried['cases']} sequences, {tried['frames']} frames")
     assert not errors.records, [r.getMessage() for r in errors.records]
+    # The fuzzed sessions are gone: their turns give back every place they held.
+    asyncio.run(_model_is_free_again(fuzz_server.base_url))
     # and after all that, a whole typed turn on a fresh session
     asyncio.run(_typed_turn(url))
 
 
+async def _model_is_free_again(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
+        for _ in range(300):  # 30 s: a cancelled turn stops at its next token or clause
+            capacity = (await http.get("/health")).json()["capacity"]
+            if capacity["turns_running"] == 0 and capacity["turns_waiting"] == 0:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"turns still hold the model after the fuzz: {capacity}")
+
+
 async def _typed_turn(url: str) -> None:
+    """A whole reply; told "busy" (the fuzzed turns may still hold the model), it asks
+    again after ``retry_after_s``, as a client must."""
+    seen: list[str] = []
     async with websockets.connect(url, max_size=2**24) as socket:
         await socket.recv()
-        await socket.send(json.dumps({"type": "text", "text": "Hello, how are you?"}))
-        async with asyncio.timeout(60):
-            while True:
-                message = await socket.recv()
-                if isinstance(message, str) and json.loads(message)["type"] == "response.done":
-                    return
+        try:
+            async with asyncio.timeout(60):
+                while True:
+                    await socket.send(json.dumps({"type": "text", "text": "Hello, how are you?"}))
+                    event = await _reply_or_busy(socket, seen)
+                    if event["type"] == "response.done":
+                        return
+                    await asyncio.sleep(event["retry_after_s"])
+        except TimeoutError:
+            raise AssertionError(f"no reply in 60 s; events: {seen[-20:]}") from None
+
+
+async def _reply_or_busy(socket: Any, seen: list[str]) -> dict[str, Any]:
+    while True:
+        message = await socket.recv()
+        if isinstance(message, str):
+            event: dict[str, Any] = json.loads(message)
+            seen.append(event["type"] + (f":{event.get('code')}" if "code" in event else ""))
+            if event["type"] == "response.done":
+                return event
+            if event["type"] == "error" and event.get("code") == "busy":
+                return event
