@@ -136,6 +136,8 @@ class _Session:
                     at, kind, event = await asyncio.wait_for(self.events.get(), max(remaining, 0))
                 except TimeoutError:
                     return False
+                if at < since and kind in ("response.ack", "audio"):
+                    continue  # still arriving for an earlier turn (one refused after its "Mm.")
                 if kind == "response.ack":  # the next `samples` of audio are "Mm."
                     ack_bytes += 2 * int(event.get("samples", 0))
                 elif kind == "response.text.delta" and first_text is None:
@@ -307,6 +309,41 @@ async def _sample_rss(pid: int | None, samples: list[tuple[float, int]], started
         await asyncio.sleep(RSS_EVERY_S)
 
 
+async def _sample_capacity(base: str, samples: list[dict[str, Any]], started: float) -> None:
+    """The model's queue as the server reports it, once a second: how many turns it ran
+    at once, how many it let in, how many waited."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                capacity = (await http.get(f"{base}/health")).json().get("capacity") or {}
+                if capacity:
+                    samples.append({"t": round(time.monotonic() - started, 1), **capacity})
+            await asyncio.sleep(RSS_EVERY_S)
+
+
+def capacity_report(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The share of the run with each number of turns on the model, and the limit's."""
+    if not samples:
+        return {"sampled": False}
+
+    def shares(key: str) -> dict[str, float]:
+        counts: dict[str, int] = {}
+        for sample in samples:
+            value = str(sample.get(key))
+            counts[value] = counts.get(value, 0) + 1
+        return {k: round(v / len(samples), 3) for k, v in sorted(counts.items())}
+
+    waiting = [s.get("turns_waiting_spoken", 0) + s.get("turns_waiting_typed", 0) for s in samples]
+    return {
+        "sampled": True,
+        "samples": len(samples),
+        "turns_running": shares("turns_running"),
+        "turns_limit": shares("turns_limit"),
+        "turns_waiting_max": max(waiting),
+        "turn_hold_s_last": samples[-1].get("turn_hold_s"),
+    }
+
+
 async def _worker_report(http: httpx.AsyncClient, base: str) -> dict[str, Any]:
     """What one worker of a cluster did, and the capacity it reported."""
     stats = (await http.get(f"{base}/stats")).json()
@@ -367,6 +404,9 @@ async def run_load(
     started = time.monotonic()
     until = started + duration_s
     sampler = asyncio.create_task(_sample_rss(server_pid, rss, started))
+    base = url.replace("ws://", "http://").removesuffix("/ws")
+    queue: list[dict[str, Any]] = []
+    watcher = asyncio.create_task(_sample_capacity(base, queue, started))
     # Voice sessions connect first: a person at the microphone opens the page before the
     # crowd of typists (and the conversation cap admits in arrival order).
     work = [voice_session(url, n, until, voiced, utterances or []) for n in range(voice_sessions)]
@@ -374,10 +414,10 @@ async def run_load(
     work += [idle_connection(url, n, until, idle_failures) for n in range(idle)]
     await asyncio.gather(*work)
     sampler.cancel()
-    await asyncio.gather(sampler, return_exceptions=True)
+    watcher.cancel()
+    await asyncio.gather(sampler, watcher, return_exceptions=True)
     failures = typed.failures + voiced.failures + idle_failures
     async with httpx.AsyncClient(timeout=30) as http:  # the server's own view of the stages
-        base = url.replace("ws://", "http://").removesuffix("/ws")
         server_stats = (await http.get(f"{base}/stats")).json()
         split = [await _worker_report(http, worker) for worker in workers or []]
     refused = typed.refused_in_ms + voiced.refused_in_ms
@@ -410,6 +450,7 @@ async def run_load(
         },
         "workers": split,
         "server_rss": memory_report(rss),
+        "model_queue": capacity_report(queue),
         "server_stages": server_stats.get("stages", {}),
         "server_errors": server_stats.get("errors", {}),
     }
@@ -442,6 +483,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"- server RSS: start {memory['start_mb']} MB, peak {memory['peak_mb']} MB, "
             f"middle third {memory['middle_third_mean_mb']} MB, last third "
             f"{memory['last_third_mean_mb']} MB ({memory['last_vs_middle_pct']:+.2f} %)"
+        )
+    queue = report.get("model_queue", {})
+    if queue.get("sampled"):
+        lines.append(
+            f"- the model's queue, share of the run: turns running {queue['turns_running']}, "
+            f"let in at once {queue['turns_limit']}; most waiting {queue['turns_waiting_max']}"
         )
     lines += [
         "",

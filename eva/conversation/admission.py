@@ -11,8 +11,11 @@ start and which are refused; ``eva.conversation.turn_gate`` drives it from async
   shrinks the limit, one in time grows it. A turn that would wait longer than
   ``max_wait_s`` for its place is refused at once with the seconds after which it would
   not, instead of queueing for minutes: a person told "busy, try in 3 s" can act; one left
-  in silence cannot. The wait is estimated from how long turns have recently held a place,
-  as TCP estimates round trips: a smoothed mean and deviation (``hold_bound_s``).
+  in silence cannot. An admitted turn is promised its place within ``max_wait_s`` and
+  gets it then even beyond the limit (up to ``slots``), so the promise holds when holds
+  run long or the limit shrinks after it was made. The wait is estimated from how long
+  turns have recently held a place, as TCP estimates round trips: a smoothed mean and
+  deviation (``hold_bound_s``).
 - **Spoken before typed.** A person speaking waits in silence; a typed turn's reader sees
   the words arrive. A spoken turn goes before every waiting typed one.
 - **Fair between people.** Within a channel, turns are ordered by start-time fair queueing
@@ -61,8 +64,10 @@ class Ticket:
     tag: float
     order: int  # arrival, to break ties
     asked_at: float = 0.0
+    due_at: float = math.inf  # it starts by then, whatever the limit (slots allowing)
     started_at: float | None = None
     measured: bool = False  # its first output was timed
+    shared: bool = False  # others held or waited for the model when it was admitted
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,8 @@ class FairTurnQueue:
             return refusal
         self._arrivals += 1
         self._last_tag[owner] = ticket.tag
+        ticket.due_at = now + self.max_wait_s
+        ticket.shared = bool(self.running or self.waiting)
         self.waiting.append(ticket)
         return ticket
 
@@ -170,16 +177,29 @@ class FairTurnQueue:
         return frees[0] - now
 
     def start_next(self, now: float) -> list[Ticket]:
-        """The waiting turns that start now, in order, as slots are free."""
+        """The waiting turns that start now, in order, as places are free. A turn whose
+        promise is due starts beyond the limit, as long as the model has a slot: the
+        limit may have shrunk, or holds run long, after it was admitted, and an admitted
+        turn must not wait longer than it was promised."""
         started: list[Ticket] = []
-        while self.waiting and len(self.running) < self.places:
-            ticket = min(self.waiting, key=lambda waiting: self._order(waiting, now))
+        while self.waiting and len(self.running) < self.slots:
+            candidates = self.waiting
+            if len(self.running) >= self.places:
+                candidates = [waiting for waiting in self.waiting if waiting.due_at <= now]
+                if not candidates:
+                    break
+            ticket = min(candidates, key=lambda waiting: self._order(waiting, now))
             self.waiting.remove(ticket)
             ticket.started_at = now
             self._virtual = max(self._virtual, ticket.tag)
             self.running.add(ticket)
             started.append(ticket)
         return started
+
+    def next_due(self, now: float) -> float | None:
+        """When the next waiting turn's promise comes due after ``now`` (``start_next``
+        then). One already due that has not started waits for a slot, i.e. a finish."""
+        return min((t.due_at for t in self.waiting if now < t.due_at < math.inf), default=None)
 
     def finish(self, ticket: Ticket, now: float) -> None:
         """The turn is over (or left while waiting); a hold it had updates the estimate."""

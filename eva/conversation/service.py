@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -103,6 +103,7 @@ class Conversation:
             settings.first_audio_target_s or float("inf"),
         )
         _use_persona_voice(self.persona, engines, settings)
+        self._transcribing = 0  # transcriptions queued for or running on the STT thread
 
     # --- sessions
 
@@ -191,9 +192,9 @@ class Conversation:
         messages = self._prompt(
             parts.history, parts.summary, user_text, parts.memories, instructions
         )
-        bounds = self.bounds
-        if max_tokens is not None and max_tokens < bounds.max_tokens:
-            bounds = replace(bounds, max_tokens=max_tokens)
+        bounds = self.bounds.shared() if ticket.shared else self.bounds
+        if max_tokens is not None:
+            bounds = bounds.at_most(max_tokens, bounds.max_sentences)
         style = style_for(self.settings.voice_styles, voice.id)
         events = run_turn(
             messages,
@@ -334,14 +335,27 @@ class Conversation:
 
     # --- speech in and out, outside a turn
 
+    def can_spare_transcription(self) -> bool:
+        """Whether a transcription nobody waits for (a partial one, to show the words as
+        they are spoken) may run now. Not while another is queued or running: the STT
+        thread is shared, and a final transcript, which a reply waits for, must not queue
+        behind it. Nor while the model has all the turns it should run at once: the
+        cores are the model's then."""
+        gate = self.gate.capacity()
+        return self._transcribing == 0 and gate.turns_running < gate.turns_limit
+
     async def transcribe(self, audio: Float32Audio) -> TimedTranscript:
         started = time.monotonic()
-        transcript = await asyncio.get_running_loop().run_in_executor(
-            self.engines.pools.stt,
-            self.engines.stt.transcribe,
-            audio,
-            self.settings.language,
-        )
+        self._transcribing += 1
+        try:
+            transcript = await asyncio.get_running_loop().run_in_executor(
+                self.engines.pools.stt,
+                self.engines.stt.transcribe,
+                audio,
+                self.settings.language,
+            )
+        finally:
+            self._transcribing -= 1
         elapsed = (time.monotonic() - started) * 1000.0
         self.stats.record({"stt_ms": elapsed})
         return TimedTranscript(transcript, round(elapsed, 2))

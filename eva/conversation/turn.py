@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from eva.conversation.chunker import ClauseChunker
@@ -26,7 +26,7 @@ from eva.engines.base import (
     Sampling,
     TTSEngine,
 )
-from eva.engines.threads import EnginePools, iterate_in_thread
+from eva.engines.threads import EnginePools, SpeechPriority, iterate_in_thread
 
 # Markup characters a small model writes (markdown, HTML-ish tags). Eva talks: they are
 # never spoken (text_shaping removes them before synthesis), so the text shown and stored
@@ -40,12 +40,34 @@ _MARKUP = str.maketrans("", "", "*#`_|[]<>~")
 # (docs/performance.md, attempts).
 FIRST_CLAUSE_MIN_CHARS = 3
 FIRST_CLAUSE_MAX_CHARS = 24
+# A reply's audio is synthesized with priority over the LLM until this much of it is made:
+# the first clause (the person waits in silence for it) and a second one when the first is
+# a single word. A clause takes 40-200 ms to make and the LLM writes the next one in well
+# under a second, so past this the playback ahead covers synthesis without priority. Under
+# load, priority for every clause of every reply kept the model paused half the time.
+URGENT_AUDIO_S = 2.0
+
+
+# A reply that shares the model with other people's turns is kept to two short sentences:
+# every turn batched with others slows them all, and a shorter hold lets the next person
+# in sooner. Web services call this a brownout (optional content dropped under load); one
+# reply written under load measured 6-13 s of hold for 90 tokens (docs/scaling.md).
+SHARED_REPLY_TOKENS = 48
+SHARED_REPLY_SENTENCES = 2
 
 
 @dataclass(frozen=True)
 class ReplyBounds:
     max_tokens: int = 90
     max_sentences: int = 3
+
+    def at_most(self, max_tokens: int, max_sentences: int) -> ReplyBounds:
+        """These bounds, tightened to ``max_tokens`` and ``max_sentences``."""
+        return ReplyBounds(min(self.max_tokens, max_tokens), min(self.max_sentences, max_sentences))
+
+    def shared(self) -> ReplyBounds:
+        """The bounds of a reply written while others share the model."""
+        return self.at_most(SHARED_REPLY_TOKENS, SHARED_REPLY_SENTENCES)
 
 
 @dataclass(frozen=True)
@@ -222,6 +244,7 @@ async def run_turn(
         if tts is None:
             return
         first = True
+        made_s = 0.0  # seconds of this reply's audio synthesized so far
         while (clause := await clauses.get()) is not None:
             if control.cancelled:
                 break
@@ -230,10 +253,14 @@ async def run_turn(
                 await out.put(_ClauseHandedOver(clause))  # nothing to hear: spoken as is
                 continue
             handed_at = time.monotonic()
+            # Only the audio the person is waiting for pauses the LLM (SpeechPriority):
+            # past the first seconds, a clause has the earlier ones' playback to be made
+            # in, and pausing the model for it would stall other people's first clauses.
+            urgent = made_s < URGENT_AUDIO_S
             chunks = iterate_in_thread(
                 pools.tts,
-                lambda stop, w=words: pools.speech.speak(  # type: ignore[misc]
-                    tts.synthesize(w, voice_id, stop)
+                lambda stop, w=words, u=urgent: _synthesize(  # type: ignore[misc]
+                    tts, w, voice_id, stop, pools.speech if u else None
                 ),
                 control.new_stop(),
             )
@@ -242,6 +269,7 @@ async def run_turn(
                     if first:
                         timer.set("tts_first_chunk_ms", (time.monotonic() - handed_at) * 1000)
                         first = False
+                    made_s += len(pcm) / sample_rate
                     await out.put(AudioChunk(pcm, sample_rate, clause))
             if not control.cancelled:
                 await out.put(_ClauseHandedOver(clause))
@@ -287,3 +315,15 @@ def _locate(raw: str, clause: str, start: int) -> int:
     """Where ``clause`` (a stripped span of ``raw``) ends, searching from ``start``."""
     position = raw.find(clause, start)
     return len(raw) if position < 0 else position + len(clause)
+
+
+def _synthesize(
+    tts: TTSEngine,
+    words: str,
+    voice_id: str,
+    stop: threading.Event,
+    priority: SpeechPriority | None,
+) -> Iterator[Int16Audio]:
+    """``words`` in ``voice_id``, with ``priority`` over the LLM when given."""
+    chunks = tts.synthesize(words, voice_id, stop)
+    return priority.speak(chunks) if priority is not None else chunks

@@ -64,6 +64,7 @@ class TurnGate:
         self.refusals: dict[str, int] = {"conversation": 0, "turn": 0, "draining": 0}
         self._clock = clock
         self._grants: dict[Ticket, asyncio.Future[None]] = {}
+        self._due_timer: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -142,6 +143,14 @@ class TurnGate:
             grant = self._grants.get(ticket)
             if grant is not None and not grant.done():
                 grant.set_result(None)
+        # A waiting turn's promise comes due even when no turn ends by then: wake for it.
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        now = self._clock()
+        due = self.queue.next_due(now)
+        if due is not None:
+            self._due_timer = asyncio.get_running_loop().call_later(due - now, self._start_next)
 
     # --- draining
 

@@ -89,32 +89,49 @@ class SlotTable:
     """Which of a llama.cpp server's slots each conversation uses.
 
     A slot keeps the prompt it last evaluated, so a conversation that comes back to its own
-    slot evaluates only its new message. Conversations beyond the number of slots take the
-    slot of the one heard from least recently (llama-server keeps that prompt in its host
-    cache, ``--cache-ram``, for when it returns).
+    slot evaluates only its new message. A conversation without one, or whose slot is
+    writing for someone else, takes a slot nobody writes in: one no conversation holds,
+    else that of the one heard from least recently (llama-server keeps that prompt in its
+    host cache, ``--cache-ram``, for when it returns). Never a slot that is writing: the
+    server would queue the request behind that reply while other slots stood idle.
     """
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self._lock = threading.Lock()
         self._by_session: dict[str, int] = {}  # insertion order = least recently used first
+        self._writing: set[int] = set()
 
-    def slot_for(self, session: str) -> int:
-        """The session's slot; -1 (the server chooses) for a one-off request."""
+    def take(self, session: str) -> int:
+        """A slot for the session's next request, marked as writing until ``give_back``;
+        -1 (the server chooses, and queues) for a one-off request or when all are writing."""
         if not session:
             return -1
         with self._lock:
-            slot = self._by_session.pop(session, None)
+            own = self._by_session.pop(session, None)
+            slot = own if own is not None and own not in self._writing else self._idle_slot()
             if slot is None:
-                taken = set(self._by_session.values())
-                free = [n for n in range(self.slots) if n not in taken]
-                if free:
-                    slot = free[0]
-                else:
-                    oldest = next(iter(self._by_session))
-                    slot = self._by_session.pop(oldest)
+                if own is not None:
+                    self._by_session[session] = own
+                return -1
             self._by_session[session] = slot
+            self._writing.add(slot)
             return slot
+
+    def give_back(self, slot: int) -> None:
+        with self._lock:
+            self._writing.discard(slot)
+
+    def _idle_slot(self) -> int | None:
+        held = set(self._by_session.values())
+        for slot in range(self.slots):
+            if slot not in held and slot not in self._writing:
+                return slot
+        for session, slot in self._by_session.items():  # least recently used first
+            if slot not in self._writing:
+                del self._by_session[session]
+                return slot
+        return None
 
 
 class OpenAICompatibleLLM:
@@ -179,9 +196,19 @@ class OpenAICompatibleLLM:
             **self._extra_body,
             **_sampling_fields(sampling),
         }
+        slot = -1
         if self._slots is not None:
-            body["id_slot"] = self._slots.slot_for(session)
+            slot = body["id_slot"] = self._slots.take(session)
             body["cache_prompt"] = True
+        try:
+            yield from self._stream_body(body, cancel)
+        finally:
+            if self._slots is not None:
+                self._slots.give_back(slot)
+
+    def _stream_body(
+        self, body: dict[str, Any], cancel: threading.Event
+    ) -> Generator[str, None, None]:
         url = f"{self.base_url}/chat/completions"
         deadline = time.monotonic() + self._first_token_timeout_s
         yielded = False

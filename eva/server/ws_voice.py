@@ -253,6 +253,10 @@ class VoiceSession:
             if isinstance(command, Send):
                 await self.out.json(command.event)
             elif isinstance(command, Transcribe):
+                if command.purpose == "partial" and not self.service.can_spare_transcription():
+                    # Shed first under load: words on screen are a nicety nobody waits for.
+                    await self._apply(self.core.transcribed(command.job, "", 0.0, time.monotonic()))
+                    continue
                 self._spawn(self._transcribe(command.job, command.audio))
             elif isinstance(command, JudgeTurn):
                 self._spawn(self._judge(command.job, command.audio))

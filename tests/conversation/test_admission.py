@@ -180,3 +180,35 @@ def test_holds_that_vary_make_promises_on_more_than_their_mean() -> None:
         varied.finish(ticket, held)
     assert abs(steady.hold_s - varied.hold_s) < 1.0  # about the same mean
     assert steady.hold_bound_s < 4.5 < varied.hold_bound_s  # but not the same promise
+
+
+def test_an_admitted_turn_starts_by_its_promise_even_beyond_a_shrunk_limit() -> None:
+    queue = FairTurnQueue(slots=2, max_wait_s=1.0, hold_s=0.3, hold_dev_s=0.0, limit=1.0)
+    running = _ticket(queue, "a")
+    queue.start_next(0.0)
+    promised = _ticket(queue, "b")  # a place is expected in 0.3 s, promised within 1 s
+    assert queue.next_due(0.0) == 1.0
+    assert queue.start_next(0.5) == []  # the running turn holds on longer than expected
+    assert queue.start_next(1.0) == [promised]  # due: it starts beside it, in the 2nd slot
+    assert queue.running == {running, promised}
+    assert queue.next_due(1.0) is None
+
+
+def test_a_due_turn_still_waits_for_a_free_slot_of_the_model() -> None:
+    queue = FairTurnQueue(slots=1, max_wait_s=1.0, hold_s=0.3, hold_dev_s=0.0)
+    running = _ticket(queue, "a")
+    queue.start_next(0.0)
+    waiting = _ticket(queue, "b")
+    assert queue.start_next(2.0) == []  # past its promise, but the one slot is taken
+    assert queue.next_due(2.0) is None  # nothing to wake for until a turn ends
+    queue.finish(running, 2.5)
+    assert queue.start_next(2.5) == [waiting]
+
+
+def test_a_turn_admitted_while_others_use_the_model_is_marked_shared() -> None:
+    queue = FairTurnQueue(slots=2, max_wait_s=10)
+    alone = _ticket(queue, "a")
+    assert not alone.shared  # nobody else: a reply of full length
+    queue.start_next(0.0)
+    assert _ticket(queue, "b").shared  # "a" holds the model: a shorter reply
+    queue.finish(alone, 1.0)

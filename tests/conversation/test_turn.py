@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from eva.conversation.turn import (
+    URGENT_AUDIO_S,
     AudioChunk,
     ReplyBounds,
     TextDelta,
@@ -23,6 +25,7 @@ from eva.conversation.turn import (
 )
 from eva.engines.base import COMPANION_SAMPLING, ChatMessage, Int16Audio, Sampling, VoiceInfo
 from eva.engines.runtime import Engines
+from eva.engines.threads import SpeechPriority
 from tests.support import pools_are_idle
 
 SYSTEM = ChatMessage("system", "You are Eva, a friendly companion. Answer in plain sentences.")
@@ -297,3 +300,35 @@ async def test_markup_never_reaches_the_text_shown_or_stored(engines: Engines) -
         assert not re.search(r"[*#`_|\[\]<>~]", text), text
     assert done.text.startswith("Here is python print(x) and bold ")  # markdown: words kept
     assert " ".join("".join(deltas).split()) == done.text
+
+
+async def test_only_the_audio_the_person_waits_for_pauses_the_llm(engines: Engines) -> None:
+    script = [
+        "Oh, ",
+        "the keeper climbed the stairs every evening at dusk. ",
+        "He lit the great lamp, and he watched the ships pass the rocks, ",
+        "one by one, until the morning came over the grey water. ",
+        "Then he slept, and the gulls kept watch for him.",
+    ]
+    pauses: list[float] = []
+    priority = SpeechPriority(lambda: pauses.append(time.monotonic()), lambda: None)
+    recorder = _RecordingTTS(engines.tts)
+    voice = engines.tts.info(None)
+    events = [
+        e
+        async for e in run_turn(
+            [SYSTEM],
+            llm=_ScriptedLLM(script),
+            tts=recorder,
+            voice_id=voice.id,
+            sample_rate=voice.sample_rate,
+            language="en",
+            pools=dataclasses.replace(engines.pools, speech=priority),
+            bounds=ReplyBounds(200, 5),
+        )
+    ]
+    made_s = sum(len(e.pcm) / e.sample_rate for e in events if isinstance(e, AudioChunk))
+    assert made_s > 3 * URGENT_AUDIO_S  # a reply long enough to have clauses past it
+    # The first clauses ("Oh," and the one after) were made with priority; the rest, with
+    # the earlier ones' playback ahead of them, let the model go on writing.
+    assert 1 <= len(pauses) < len(recorder.spoken), (pauses, recorder.spoken)

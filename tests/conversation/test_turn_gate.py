@@ -84,3 +84,17 @@ async def test_draining_refuses_new_work_and_waits_for_turns_in_flight() -> None
     gate.release(ticket)
     await asyncio.wait_for(idle, 1)
     assert gate.capacity().draining and gate.capacity().turns_waiting_spoken == 0
+
+
+async def test_an_admitted_turn_is_granted_when_its_promise_comes_due_without_a_release() -> None:
+    gate = TurnGate(slots=2, max_conversations=4, max_turn_wait_s=0.05)  # the real clock
+    gate.queue.limit = 1.0  # one place: the second turn waits, in the second slot
+    gate.queue.hold_s, gate.queue.hold_dev_s = 0.01, 0.0  # expected to free in time
+    running = gate.admit("a", Channel.TYPED)
+    promised = gate.admit("b", Channel.TYPED)
+    assert gate.capacity().turns_waiting_typed == 1
+    async with asyncio.timeout(1.0), gate.holding(promised):  # nobody releases "a"
+        assert gate.capacity().turns_running == 2
+    gate.release(promised)
+    gate.release(running)
+    await asyncio.wait_for(gate.wait_idle(), 1)

@@ -107,12 +107,32 @@ def test_a_second_conversation_does_not_evict_the_first_ones_cached_prompt(
     assert cached_after - cached >= 40
 
 
+def _turn(table: SlotTable, session: str) -> int:
+    """One whole request: the slot taken, then given back."""
+    slot = table.take(session)
+    table.give_back(slot)
+    return slot
+
+
 def test_conversations_beyond_the_slots_take_the_least_recently_used_one() -> None:
     table = SlotTable(2)
-    assert [table.slot_for(s) for s in ("a", "b", "a")] == [0, 1, 0]
-    assert table.slot_for("c") == 1  # b was heard from least recently
-    assert table.slot_for("a") == 0 and table.slot_for("b") == 1
-    assert table.slot_for("") == -1  # a one-off request: the server chooses
+    assert [_turn(table, s) for s in ("a", "b", "a")] == [0, 1, 0]
+    assert _turn(table, "c") == 1  # b was heard from least recently
+    assert _turn(table, "a") == 0 and _turn(table, "b") == 1
+    assert table.take("") == -1  # a one-off request: the server chooses
+
+
+def test_a_conversation_never_takes_a_slot_that_is_writing_while_another_is_idle() -> None:
+    table = SlotTable(3)
+    assert [_turn(table, s) for s in ("a", "b", "c")] == [0, 1, 2]
+    writing = table.take("a")  # a's reply is being written in slot 0
+    assert writing == 0
+    # d's least recently used slot would be a's: it gets b's, which is idle
+    assert table.take("d") == 1
+    assert table.take("a") == 2  # a again at once (a speculative reply): not its busy slot
+    assert table.take("e") == -1  # all three writing: the server chooses and queues
+    table.give_back(writing)
+    assert table.take("e") == 0
 
 
 def test_a_model_server_killed_with_sigkill_is_restarted_and_meanwhile_fails_at_once(

@@ -1,0 +1,103 @@
+"""The conversation service under load: what it sheds first, with the real models."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eva.conversation.admission import Channel
+from eva.conversation.service import Conversation
+from eva.conversation.turn import SHARED_REPLY_TOKENS, TurnDone
+from eva.engines.base import COMPANION_SAMPLING, ChatMessage, LLMEngine, Sampling
+from eva.engines.runtime import Engines
+from eva.stats import LatencyStats
+from eva.store.sqlite import Store
+from tests.support import make_settings
+
+
+@pytest.fixture
+def service(tmp_path: Path, engines: Engines) -> Iterator[Conversation]:
+    settings = make_settings(tmp_path)
+    store = Store(settings.db_path)
+    yield Conversation(settings, engines, store, LatencyStats())
+    store.close()
+
+
+async def test_a_partial_transcription_is_spared_only_while_the_stt_is_free(
+    service: Conversation,
+) -> None:
+    assert service.can_spare_transcription()
+    speech = (0.1 * np.sin(np.linspace(0, 2000 * np.pi, 3 * 16000))).astype(np.float32)
+    final = asyncio.create_task(service.transcribe(speech))
+    await asyncio.sleep(0)  # queued on the STT thread: a final transcript goes first
+    assert not service.can_spare_transcription()
+    await final
+    assert service.can_spare_transcription()
+
+
+async def test_a_partial_transcription_is_not_spared_while_the_model_runs_all_it_should(
+    service: Conversation,
+) -> None:
+    gate = service.gate
+    tickets = [gate.admit(f"person {n}", Channel.TYPED) for n in range(gate.capacity().turns_limit)]
+    assert gate.capacity().turns_running == len(tickets)
+    assert not service.can_spare_transcription()  # the cores are the model's
+    gate.release(tickets[0])
+    assert service.can_spare_transcription()
+    for ticket in tickets[1:]:
+        gate.release(ticket)
+
+
+class _RecordingBounds:
+    """The real LLM, with a record of the token bound of each reply it was asked for."""
+
+    def __init__(self, llm: LLMEngine) -> None:
+        self.llm = llm
+        self.name = llm.name
+        self.reuses_prompt_prefix = llm.reuses_prompt_prefix
+        self.concurrent_streams = llm.concurrent_streams
+        self.max_tokens: list[int] = []
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        cancel: threading.Event,
+        session: str = "",
+        sampling: Sampling = COMPANION_SAMPLING,
+    ) -> Iterator[str]:
+        self.max_tokens.append(max_tokens)
+        return self.llm.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
+
+    def pause_for_speech(self) -> None:
+        self.llm.pause_for_speech()
+
+    def resume_after_speech(self) -> None:
+        self.llm.resume_after_speech()
+
+
+async def test_a_reply_written_while_others_share_the_model_is_kept_short(
+    tmp_path: Path, engines: Engines
+) -> None:
+    llm = _RecordingBounds(engines.llm)
+    settings = make_settings(tmp_path, memory_model_extraction=False)  # no other LLM calls
+    store = Store(settings.db_path)
+    service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())
+    session = (await service.open_session(None)).id
+    try:
+        alone = [e async for e in service.reply(session, "Hello there.", audio=False)]
+        other = service.gate.admit("someone else", Channel.TYPED)  # holds a slot meanwhile
+        shared = [e async for e in service.reply(session, "How are you?", audio=False)]
+        service.gate.release(other)
+    finally:
+        store.close()
+    assert isinstance(alone[-1], TurnDone) and isinstance(shared[-1], TurnDone)
+    assert llm.max_tokens == [settings.max_reply_tokens, SHARED_REPLY_TOKENS]
+    assert settings.max_reply_tokens > SHARED_REPLY_TOKENS
