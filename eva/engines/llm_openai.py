@@ -89,11 +89,12 @@ class SlotTable:
     """Which of a llama.cpp server's slots each conversation uses.
 
     A slot keeps the prompt it last evaluated, so a conversation that comes back to its own
-    slot evaluates only its new message. A conversation without one, or whose slot is
-    writing for someone else, takes a slot nobody writes in: one no conversation holds,
-    else that of the one heard from least recently (llama-server keeps that prompt in its
-    host cache, ``--cache-ram``, for when it returns). Never a slot that is writing: the
-    server would queue the request behind that reply while other slots stood idle.
+    slot evaluates only its new message. A conversation without one, or whose slot is still
+    writing its previous request (a speculative reply, say), takes a slot nobody writes
+    in: one no conversation holds, else that of the one heard from least recently
+    (llama-server keeps that prompt in its host cache, ``--cache-ram``, for when it
+    returns). Never a slot that is writing: the server would queue the request behind
+    that reply while other slots stood idle.
     """
 
     def __init__(self, slots: int) -> None:

@@ -35,7 +35,7 @@ MIN_COMBINED_PRECISION = 0.90
 
 
 class Recording:
-    """The real LLM, with a record of every prompt it was given."""
+    """The real LLM, with a record of every prompt it was given and of its token bound."""
 
     def __init__(self, llm: LLMEngine) -> None:
         self.llm = llm
@@ -43,6 +43,7 @@ class Recording:
         self.reuses_prompt_prefix = llm.reuses_prompt_prefix
         self.concurrent_streams = llm.concurrent_streams
         self.prompts: list[list[ChatMessage]] = []
+        self.max_tokens: list[int] = []
 
     def stream(
         self,
@@ -54,6 +55,7 @@ class Recording:
         sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
+        self.max_tokens.append(max_tokens)
         return self.llm.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
 
     @property
@@ -154,6 +156,7 @@ class LongReplies:
 
     def __init__(self) -> None:
         self.prompts: list[list[ChatMessage]] = []
+        self.max_tokens: list[int] = []
 
     def stream(
         self,
@@ -165,6 +168,7 @@ class LongReplies:
         sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
+        self.max_tokens.append(max_tokens)
         for index in range(max_tokens):
             yield f"word{index} "
 
@@ -297,6 +301,7 @@ class ShortReplies(LongReplies):
         sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
+        self.max_tokens.append(max_tokens)
         yield f"That sounds lovely, tell me more about number {len(self.prompts)}."
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import pytest
 from eva.conversation.admission import Channel
 from eva.conversation.service import Conversation
 from eva.conversation.turn import SHARED_REPLY_TOKENS, TurnDone
-from eva.engines.base import COMPANION_SAMPLING, ChatMessage, LLMEngine, Sampling
 from eva.engines.runtime import Engines
 from eva.stats import LatencyStats
 from eva.store.sqlite import Store
+from tests.conversation.test_memory_conversation import Recording
 from tests.support import make_settings
 
 
@@ -54,39 +53,10 @@ async def test_a_partial_transcription_is_not_spared_while_the_model_runs_all_it
         gate.release(ticket)
 
 
-class _RecordingBounds:
-    """The real LLM, with a record of the token bound of each reply it was asked for."""
-
-    def __init__(self, llm: LLMEngine) -> None:
-        self.llm = llm
-        self.name = llm.name
-        self.reuses_prompt_prefix = llm.reuses_prompt_prefix
-        self.concurrent_streams = llm.concurrent_streams
-        self.max_tokens: list[int] = []
-
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int,
-        cancel: threading.Event,
-        session: str = "",
-        sampling: Sampling = COMPANION_SAMPLING,
-    ) -> Iterator[str]:
-        self.max_tokens.append(max_tokens)
-        return self.llm.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
-
-    def pause_for_speech(self) -> None:
-        self.llm.pause_for_speech()
-
-    def resume_after_speech(self) -> None:
-        self.llm.resume_after_speech()
-
-
 async def test_a_reply_written_while_others_share_the_model_is_kept_short(
     tmp_path: Path, engines: Engines
 ) -> None:
-    llm = _RecordingBounds(engines.llm)
+    llm = Recording(engines.llm)
     settings = make_settings(tmp_path, memory_model_extraction=False)  # no other LLM calls
     store = Store(settings.db_path)
     service = Conversation(settings, replace(engines, llm=llm), store, LatencyStats())

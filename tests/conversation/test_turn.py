@@ -25,7 +25,7 @@ from eva.conversation.turn import (
 )
 from eva.engines.base import COMPANION_SAMPLING, ChatMessage, Int16Audio, Sampling, VoiceInfo
 from eva.engines.runtime import Engines
-from eva.engines.threads import SpeechPriority
+from eva.engines.threads import EnginePools, SpeechPriority
 from tests.support import pools_are_idle
 
 SYSTEM = ChatMessage("system", "You are Eva, a friendly companion. Answer in plain sentences.")
@@ -211,6 +211,29 @@ class _RecordingTTS:
         return self.real.synthesize(text, voice_id, cancel)  # type: ignore[attr-defined,no-any-return]
 
 
+async def _scripted_turn(
+    engines: Engines,
+    script: list[str],
+    tts: _RecordingTTS,
+    pools: EnginePools | None = None,
+) -> list[TurnEvent]:
+    """Every event of one turn whose LLM writes ``script``, spoken by ``tts``."""
+    voice = engines.tts.info(None)
+    return [
+        e
+        async for e in run_turn(
+            [SYSTEM],
+            llm=_ScriptedLLM(script),
+            tts=tts,
+            voice_id=voice.id,
+            sample_rate=voice.sample_rate,
+            language="en",
+            pools=pools or engines.pools,
+            bounds=ReplyBounds(200, 5),
+        )
+    ]
+
+
 async def test_no_markdown_or_emoji_reaches_the_synthesizer(engines: Engines) -> None:
     script = [
         "**Sure!** ",
@@ -223,20 +246,7 @@ async def test_no_markdown_or_emoji_reaches_the_synthesizer(engines: Engines) ->
         "## and [rest](http://x.y) at 10:30 pm.",
     ]
     recorder = _RecordingTTS(engines.tts)
-    voice = engines.tts.info(None)
-    events = [
-        e
-        async for e in run_turn(
-            [SYSTEM],
-            llm=_ScriptedLLM(script),
-            tts=recorder,
-            voice_id=voice.id,
-            sample_rate=voice.sample_rate,
-            language="en",
-            pools=engines.pools,
-            bounds=ReplyBounds(200, 5),
-        )
-    ]
+    events = await _scripted_turn(engines, script, recorder)
     assert recorder.spoken
     for text in recorder.spoken:
         assert not re.search(r"[*#`_\[\]|🐶]|http", text), text
@@ -313,20 +323,8 @@ async def test_only_the_audio_the_person_waits_for_pauses_the_llm(engines: Engin
     pauses: list[float] = []
     priority = SpeechPriority(lambda: pauses.append(time.monotonic()), lambda: None)
     recorder = _RecordingTTS(engines.tts)
-    voice = engines.tts.info(None)
-    events = [
-        e
-        async for e in run_turn(
-            [SYSTEM],
-            llm=_ScriptedLLM(script),
-            tts=recorder,
-            voice_id=voice.id,
-            sample_rate=voice.sample_rate,
-            language="en",
-            pools=dataclasses.replace(engines.pools, speech=priority),
-            bounds=ReplyBounds(200, 5),
-        )
-    ]
+    pools = dataclasses.replace(engines.pools, speech=priority)
+    events = await _scripted_turn(engines, script, recorder, pools)
     made_s = sum(len(e.pcm) / e.sample_rate for e in events if isinstance(e, AudioChunk))
     assert made_s > 3 * URGENT_AUDIO_S  # a reply long enough to have clauses past it
     # The first clauses ("Oh," and the one after) were made with priority; the rest, with
