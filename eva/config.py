@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # Stop llama-server's computing while speech is synthesized (at most 0.3 s at a time):
     # on two cores the first clause's synthesis is ~60 ms faster (docs/performance.md).
     llm_pause_for_speech: bool = True
+    # A reply past its opening words stops its request while another reply is writing its
+    # opening, and continues after (eva.engines.opening_priority): under load a new turn's
+    # first words no longer share the cores with replies already being heard.
+    llm_opening_priority: bool = True
     llm_draft_model: str = ""
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     openai_model: str = "default"

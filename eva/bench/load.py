@@ -136,8 +136,10 @@ class _Session:
                     at, kind, event = await asyncio.wait_for(self.events.get(), max(remaining, 0))
                 except TimeoutError:
                     return False
-                if at < since and kind in ("response.ack", "audio"):
-                    continue  # still arriving for an earlier turn (one refused after its "Mm.")
+                if at < since and kind in ("response.ack", "audio", "response.text.delta"):
+                    # still arriving for an earlier turn (one refused after its "Mm."), or
+                    # written before the person finished speaking: not this turn's reply
+                    continue
                 if kind == "response.ack":  # the next `samples` of audio are "Mm."
                     ack_bytes += 2 * int(event.get("samples", 0))
                 elif kind == "response.text.delta" and first_text is None:

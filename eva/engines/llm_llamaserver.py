@@ -27,6 +27,7 @@ from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, Sampl
 from eva.engines.llm_models import PACKAGED_MODELS, resolve_model_path
 from eva.engines.llm_openai import BackendUnavailableError, OpenAICompatibleLLM
 from eva.engines.model_server import ModelServer
+from eva.engines.opening_priority import OpeningPriority
 from eva.native.llama import server_binary
 
 log = logging.getLogger("eva.engines")
@@ -112,6 +113,7 @@ class LlamaServerLLM:
             concurrent_streams=settings.llm_slots,
             llama_cpp_slots=settings.llm_slots,
             extra_body={"top_p": TOP_P, "repeat_penalty": REPEAT_PENALTY},
+            opening_priority=OpeningPriority() if settings.llm_opening_priority else None,
             transport=self.server.transport(),
         )
 

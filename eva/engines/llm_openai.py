@@ -18,6 +18,7 @@ import httpx
 
 from eva.config import Settings
 from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, Sampling
+from eva.engines.opening_priority import OpeningPriority
 from eva.engines.special_tokens import defuse
 
 TEMPERATURE = 0.7  # the same sampling temperature as the embedded model
@@ -149,11 +150,14 @@ class OpenAICompatibleLLM:
         concurrent_streams: int = 1,
         llama_cpp_slots: int = 0,
         extra_body: dict[str, Any] | None = None,
+        opening_priority: OpeningPriority | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         """``llama_cpp_slots`` > 0: the server is llama.cpp's, with that many slots, and each
         conversation keeps to one of them. ``extra_body``: sampling fields the server reads
-        beyond OpenAI's (llama.cpp's ``repeat_penalty``)."""
+        beyond OpenAI's (llama.cpp's ``repeat_penalty``). ``opening_priority``: replies past
+        their opening give way to others' openings (a local server whose cores they share;
+        it must continue an assistant message given last, as llama.cpp's does)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.concurrent_streams = concurrent_streams
@@ -161,6 +165,7 @@ class OpenAICompatibleLLM:
         # A server's prompt cache is Eva's to steer only through a slot of its own.
         self.reuses_prompt_prefix = self._slots is not None
         self._extra_body = dict(extra_body or {})
+        self._priority = opening_priority
         headers = {"Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -187,6 +192,21 @@ class OpenAICompatibleLLM:
         sampling: Sampling = COMPANION_SAMPLING,
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; close the response once cancelled."""
+        # one slot for the whole reply, kept while it gives way: its prompt stays cached
+        slot = self._slots.take(session) if self._slots is not None else -1
+        try:
+            if self._priority is None:
+                body = self._body(messages, max_tokens, sampling, slot)
+                yield from self._stream_body(body, cancel)
+            else:
+                yield from self._giving_way(messages, max_tokens, sampling, slot, cancel)
+        finally:
+            if self._slots is not None:
+                self._slots.give_back(slot)
+
+    def _body(
+        self, messages: Sequence[ChatMessage], max_tokens: int, sampling: Sampling, slot: int
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             # the server's vocabulary is unknown: the common special-token shapes defused
@@ -197,19 +217,60 @@ class OpenAICompatibleLLM:
             **self._extra_body,
             **_sampling_fields(sampling),
         }
-        slot = -1
         if self._slots is not None:
-            slot = body["id_slot"] = self._slots.take(session)
+            body["id_slot"] = slot
             body["cache_prompt"] = True
-        try:
-            yield from self._stream_body(body, cancel)
-        finally:
-            if self._slots is not None:
-                self._slots.give_back(slot)
+        return body
+
+    def _giving_way(
+        self,
+        messages: Sequence[ChatMessage],
+        max_tokens: int,
+        sampling: Sampling,
+        slot: int,
+        cancel: threading.Event,
+    ) -> Generator[str, None, None]:
+        """The reply in requests: one until it should give way (``OpeningPriority``), then,
+        after the others' openings, one more that continues the text written so far."""
+        assert self._priority is not None
+        written = ""
+        tokens = 0  # llama-server streams one token per event
+        claims = max_tokens >= self._priority.opening_tokens  # not a one-token priming
+        with self._priority.reply(claims) as reply:
+            while True:
+                if written:
+                    prefilled = [*messages, ChatMessage("assistant", written)]
+                    body = self._body(prefilled, max_tokens - tokens, sampling, slot)
+                    deltas = _without_echo(
+                        self._stream_body(body, cancel, may_be_empty=True), defuse(written)
+                    )
+                else:
+                    deltas = self._stream_body(
+                        self._body(messages, max_tokens, sampling, slot), cancel
+                    )
+                gave_way = False
+                try:
+                    for delta in deltas:
+                        tokens += 1
+                        written += delta
+                        reply.wrote(tokens)
+                        yield delta
+                        if reply.should_yield():
+                            gave_way = True
+                            break
+                finally:
+                    deltas.close()  # closing the request stops the server's work on it
+                if not gave_way or tokens >= max_tokens:
+                    return
+                reply.wait_turn(cancel)
+                if cancel.is_set():
+                    return
 
     def _stream_body(
-        self, body: dict[str, Any], cancel: threading.Event
+        self, body: dict[str, Any], cancel: threading.Event, may_be_empty: bool = False
     ) -> Generator[str, None, None]:
+        """The text deltas of one request. ``may_be_empty``: a continuation, which can end
+        where the previous request stopped."""
         url = f"{self.base_url}/chat/completions"
         deadline = time.monotonic() + self._first_token_timeout_s
         yielded = False
@@ -228,7 +289,7 @@ class OpenAICompatibleLLM:
                     elif not yielded and time.monotonic() > deadline:
                         # keep-alives and role-only events reset the read timeout; this does not
                         raise FirstTokenTimeoutError(self._slow_message())
-                if not yielded:
+                if not yielded and not may_be_empty:
                     # e.g. a plain JSON answer from a server that ignored "stream": true
                     raise EngineError(f"{self.base_url} ended the stream without a reply")
         except httpx.ConnectTimeout as exc:
@@ -286,6 +347,25 @@ class OpenAICompatibleLLM:
                 f"{self.base_url} is rate limiting (HTTP 429){hint}: {text}", retry_after
             )
         raise EngineError(f"{self.base_url} answered HTTP {response.status_code}: {text}")
+
+
+def _without_echo(deltas: Generator[str, None, None], prefix: str) -> Generator[str, None, None]:
+    """A continuation's deltas without the text it continues: llama-server streams the
+    assistant message it was given back first (in its first event)."""
+    start: str | None = ""  # None once past the echo
+    try:
+        for delta in deltas:
+            if start is not None:
+                start += delta
+                if prefix.startswith(start):
+                    continue  # still the echo, or all of it so far
+                delta = start[len(prefix) :] if start.startswith(prefix) else start
+                start = None
+                if not delta:
+                    continue
+            yield delta
+    finally:
+        deltas.close()
 
 
 def _read_start(response: httpx.Response) -> str:

@@ -19,10 +19,11 @@ import httpx
 import pytest
 
 from eva.config import Settings
-from eva.engines.base import ChatMessage, EngineError
+from eva.engines.base import ChatMessage, EngineError, Sampling
 from eva.engines.llm_fallback import FallbackLLM
 from eva.engines.llm_llamaserver import LlamaServerLLM
 from eva.engines.llm_openai import OpenAICompatibleLLM, SlotTable
+from eva.engines.opening_priority import OpeningPriority
 
 PERSONA = "You are Eva, a warm and friendly companion. Answer in one short sentence."
 _RESTART_WITHIN_S = 60.0
@@ -133,6 +134,53 @@ def test_a_conversation_never_takes_a_slot_that_is_writing_while_another_is_idle
     assert table.take("e") == -1  # all three writing: the server chooses and queues
     table.give_back(writing)
     assert table.take("e") == 0
+
+
+def _yielding_client(llm: LlamaServerLLM, priority: OpeningPriority) -> OpenAICompatibleLLM:
+    return OpenAICompatibleLLM(
+        "http://llama-server/v1", "eva-brain", connect_timeout_s=2.0,
+        first_token_timeout_s=60.0, llama_cpp_slots=2, opening_priority=priority,
+        transport=llm.server.transport(),
+    )  # fmt: skip
+
+
+def test_a_reply_gives_way_to_another_ones_opening_and_continues_where_it_stopped(
+    served: LlamaServerLLM,
+) -> None:
+    greedy = Sampling(temperature=0.0, seed=7)
+    heard = [ChatMessage("system", PERSONA), ChatMessage("user", "Describe the sea at night.")]
+    priority = OpeningPriority(opening_tokens=4, max_yield_s=30.0, min_run_s=0.0)
+    client = _yielding_client(served, priority)
+    alone = "".join(
+        client.stream(heard, max_tokens=48, cancel=threading.Event(), session="a",
+                      sampling=greedy)
+    )  # fmt: skip
+    assert priority.yields == 0, "nobody else was opening"
+    deltas: list[str] = []
+    under_way = threading.Event()
+
+    def hear() -> None:
+        for delta in client.stream(heard, max_tokens=48, cancel=threading.Event(),
+                                   session="a", sampling=greedy):  # fmt: skip
+            deltas.append(delta)
+            if len(deltas) == 6:  # past its opening: let the other reply start
+                under_way.set()
+                deadline = time.monotonic() + 30
+                while priority.openings == 0 and time.monotonic() < deadline:
+                    time.sleep(0.005)
+
+    listener = threading.Thread(target=hear)
+    listener.start()
+    assert under_way.wait(60)
+    new = "".join(
+        client.stream([ChatMessage("system", PERSONA), ChatMessage("user", "Hello!")],
+                      max_tokens=8, cancel=threading.Event(), session="b")
+    )  # fmt: skip
+    listener.join(60)
+    assert new.strip()
+    assert priority.yields >= 1, "the reply under way never gave way"
+    # the continuation neither repeats what was written nor loses a word of it
+    assert "".join(deltas) == alone
 
 
 def test_a_model_server_killed_with_sigkill_is_restarted_and_meanwhile_fails_at_once(

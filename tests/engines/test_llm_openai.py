@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,6 +19,7 @@ from eva.engines.llm_openai import (
     FirstTokenTimeoutError,
     OpenAICompatibleLLM,
     RateLimitedError,
+    _without_echo,
     create,
 )
 
@@ -171,3 +173,23 @@ def test_a_llama_cpp_server_gets_each_conversations_own_slot_and_other_servers_n
     assert [body.get("cache_prompt") for body in bodies] == [True, True, True, None]
     slotted.close()
     plain.close()
+
+
+def _continued(deltas: list[str], written: str) -> list[str]:
+    def stream() -> Generator[str, None, None]:
+        yield from deltas
+
+    return list(_without_echo(stream(), written))
+
+
+def test_a_continuation_drops_the_text_it_continues_when_the_server_echoes_it() -> None:
+    # llama-server sends the assistant text it was given back first, in one event or more
+    assert _continued(["The sea is calm", " tonight", "."], "The sea is calm") == [
+        " tonight", ".",
+    ]  # fmt: skip
+    assert _continued(["The sea", " is calm tonight"], "The sea is calm") == [" tonight"]
+
+
+def test_a_continuation_keeps_everything_from_a_server_that_does_not_echo() -> None:
+    assert _continued([" tonight", "."], "The sea is calm") == [" tonight", "."]
+    assert _continued(["The", " moon"], "The sea") == ["The moon"]
