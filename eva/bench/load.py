@@ -136,9 +136,9 @@ class _Session:
                     at, kind, event = await asyncio.wait_for(self.events.get(), max(remaining, 0))
                 except TimeoutError:
                     return False
-                if at < since and kind in ("response.ack", "audio", "response.text.delta"):
+                if at < since and kind not in ("closed", "error"):
                     # still arriving for an earlier turn (one refused after its "Mm."), or
-                    # written before the person finished speaking: not this turn's reply
+                    # sent before the person finished speaking: not this turn's reply
                     continue
                 if kind == "response.ack":  # the next `samples` of audio are "Mm."
                     ack_bytes += 2 * int(event.get("samples", 0))

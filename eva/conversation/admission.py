@@ -17,7 +17,8 @@ start and which are refused; ``eva.conversation.turn_gate`` drives it from async
   turns have recently held a place, as TCP estimates round trips: a smoothed mean and
   deviation (``hold_bound_s``).
 - **Spoken before typed.** A person speaking waits in silence; a typed turn's reader sees
-  the words arrive. A spoken turn goes before every waiting typed one.
+  the words arrive. A spoken turn goes before every waiting typed one, and may take one
+  place beyond the limit (``SPOKEN_EXTRA_PLACES``), the model's slots allowing.
 - **Fair between people.** Within a channel, turns are ordered by start-time fair queueing
   over owners (a user, or a session when there is no user): each turn's tag is one more
   than its owner's previous tag, and never below the tag of the turn last started. One
@@ -47,12 +48,18 @@ HOLD_SMOOTHING = 0.125
 DEVIATION_SMOOTHING = 0.25
 # A place is promised on the mean plus this many deviations: most holds end by then.
 HOLD_DEVIATIONS = 2.0
-# Before any turn is measured: a reply of the default bound on the default brain on 2
-# cores, shared with the other slots (docs/performance.md). Learnt within a few turns.
-DEFAULT_HOLD_S = 3.0
+# Before any turn is measured. The estimate matters only when every place is taken, i.e.
+# under load, so this is a hold under load: replies written beside three others on 2
+# cores held the model 6-20 s (docs/scaling.md). A shorter guess let a busy start admit
+# turns that then waited 6-10 s for a place. Learnt within a few turns.
+DEFAULT_HOLD_S = 8.0
 # A late turn cuts the limit by this factor; an on-time one adds 1/limit (one place per
 # round of turns in time), as TCP's AIMD.
 LIMIT_DECREASE = 0.75
+# A spoken turn may take this many places beyond the limit (the model's slots allowing).
+# The speaker waits in silence; under saturation typed turns kept every place taken, and
+# going first in line alone left four voice sessions 1-2 turns in 150 s of the load test.
+SPOKEN_EXTRA_PLACES = 1
 
 
 @dataclass(eq=False)
@@ -99,6 +106,11 @@ class FairTurnQueue:
     def places(self) -> int:
         """Turns that may hold the model at once now."""
         return max(1, min(self.slots, int(self.limit)))
+
+    def places_for(self, channel: Channel) -> int:
+        """Turns that may hold the model at once when the next is of ``channel``."""
+        extra = SPOKEN_EXTRA_PLACES if channel is Channel.SPOKEN else 0
+        return min(self.slots, self.places + extra)
 
     def first_output(self, ticket: Ticket, now: float) -> None:
         """The turn's first audio (or text) is out: was it in time? Adapts ``limit``."""
@@ -161,7 +173,8 @@ class FairTurnQueue:
         past that, a deviation from now."""
         mine = self._order(ticket, now)
         ahead = sum(1 for other in self.waiting if self._order(other, now) < mine)
-        if len(self.running) + ahead < self.places:
+        places = self.places_for(ticket.channel)
+        if len(self.running) + ahead < places:
             return 0.0
         starts = [t.started_at for t in self.running if t.started_at is not None]
         frees = sorted(
@@ -169,8 +182,8 @@ class FairTurnQueue:
         )
         # With more running than places (the limit just shrank), the first ends only bring
         # them down to the limit: a place opens at the end after those.
-        frees = frees[max(0, len(frees) - self.places) :]
-        frees += [now] * (self.places - len(frees))
+        frees = frees[max(0, len(frees) - places) :]
+        frees += [now] * (places - len(frees))
         heapq.heapify(frees)
         for _ in range(ahead):
             heapq.heappush(frees, heapq.heappop(frees) + self.hold_bound_s)
@@ -185,7 +198,11 @@ class FairTurnQueue:
         while self.waiting and len(self.running) < self.slots:
             candidates = self.waiting
             if len(self.running) >= self.places:
-                candidates = [waiting for waiting in self.waiting if waiting.due_at <= now]
+                candidates = [
+                    waiting
+                    for waiting in self.waiting
+                    if waiting.due_at <= now or len(self.running) < self.places_for(waiting.channel)
+                ]
                 if not candidates:
                     break
             ticket = min(candidates, key=lambda waiting: self._order(waiting, now))

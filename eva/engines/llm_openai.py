@@ -236,8 +236,8 @@ class OpenAICompatibleLLM:
         written = ""
         tokens = 0  # llama-server streams one token per event
         claims = max_tokens >= self._priority.opening_tokens  # not a one-token priming
-        with self._priority.reply(claims) as reply:
-            while True:
+        with self._priority.reply(claims, cancel) as reply:
+            while not cancel.is_set():
                 if written:
                     prefilled = [*messages, ChatMessage("assistant", written)]
                     body = self._body(prefilled, max_tokens - tokens, sampling, slot)
@@ -263,8 +263,6 @@ class OpenAICompatibleLLM:
                 if not gave_way or tokens >= max_tokens:
                     return
                 reply.wait_turn(cancel)
-                if cancel.is_set():
-                    return
 
     def _stream_body(
         self, body: dict[str, Any], cancel: threading.Event, may_be_empty: bool = False

@@ -33,6 +33,13 @@ MAX_YIELD_S = 1.5
 # After continuing, a reply runs at least this long before it yields again, so that a
 # stream of new turns under overload slows the replies under way but never stops them.
 MIN_RUN_S = 1.0
+# Openings written at once; another waits for one of them to be written. llama-server
+# batches every prompt it has: four new turns asked within a second on 2 cores all got
+# their first token together, 4.3 s later, where two at once get theirs in 1-2 s.
+MAX_OPENINGS = 2
+# The longest a reply waits to begin its opening: about one opening's length under load,
+# so a stalled one (its reader gone slow) holds nobody up for longer.
+MAX_OPENING_WAIT_S = 2.5
 # How often a yielding reply looks at its cancel flag: a turn cut by the person frees its
 # worker thread within a frame of audio.
 _CANCEL_POLL_S = 0.02
@@ -74,9 +81,13 @@ class OpeningPriority:
         opening_tokens: int = OPENING_TOKENS,
         max_yield_s: float = MAX_YIELD_S,
         min_run_s: float = MIN_RUN_S,
+        max_openings: int = MAX_OPENINGS,
+        max_opening_wait_s: float = MAX_OPENING_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.opening_tokens = opening_tokens
+        self.max_openings = max_openings
+        self.max_opening_wait_s = max_opening_wait_s
         self.max_yield_s = max_yield_s
         self.min_run_s = min_run_s
         self.clock = clock
@@ -85,17 +96,27 @@ class OpeningPriority:
         self._changed = threading.Condition()
 
     @contextmanager
-    def reply(self, claims: bool = True) -> Iterator[Reply]:
+    def reply(self, claims: bool = True, cancel: threading.Event | None = None) -> Iterator[Reply]:
         """One reply's life. ``claims``: whether its opening goes first (a reply someone
-        waits for); a request of a token or two (priming a prompt) does not."""
-        reply = Reply(self, claims)
+        waits for); a request of a token or two (priming a prompt) does not. A claim waits
+        while ``max_openings`` are being written (``max_opening_wait_s`` at most)."""
         if claims:
-            with self._changed:
-                self.openings += 1
+            self._claim(cancel or threading.Event())
+        reply = Reply(self, claims)
         try:
             yield reply
         finally:
             self.opening_done(reply)
+
+    def _claim(self, cancel: threading.Event) -> None:
+        deadline = self.clock() + self.max_opening_wait_s
+        with self._changed:
+            while self.openings >= self.max_openings and not cancel.is_set():
+                left = deadline - self.clock()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, _CANCEL_POLL_S))
+            self.openings += 1
 
     def opening_done(self, reply: Reply) -> None:
         with self._changed:

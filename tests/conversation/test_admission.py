@@ -16,7 +16,7 @@ def _ticket(
 
 
 def test_turns_start_at_once_while_slots_are_free() -> None:
-    queue = FairTurnQueue(slots=2, max_wait_s=10)
+    queue = FairTurnQueue(slots=2, max_wait_s=10, hold_s=3.0, hold_dev_s=0.0)
     first, second = _ticket(queue, "a"), _ticket(queue, "b")
     assert queue.start_next(now=0.0) == [first, second]
     third = _ticket(queue, "c")
@@ -212,3 +212,14 @@ def test_a_turn_admitted_while_others_use_the_model_is_marked_shared() -> None:
     queue.start_next(0.0)
     assert _ticket(queue, "b").shared  # "a" holds the model: a shorter reply
     queue.finish(alone, 1.0)
+
+
+def test_a_spoken_turn_takes_one_place_beyond_the_limit_and_a_typed_one_does_not() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=1.0, hold_s=5.0, hold_dev_s=0.0, limit=2.0)
+    for owner in ("a", "b"):
+        _ticket(queue, owner)
+    queue.start_next(0.0)
+    assert isinstance(queue.ask("typist", Channel.TYPED, 0.0), Refusal)
+    speaker = _ticket(queue, "speaker", Channel.SPOKEN)
+    assert queue.start_next(0.0) == [speaker]
+    assert isinstance(queue.ask("second speaker", Channel.SPOKEN, 0.0), Refusal)

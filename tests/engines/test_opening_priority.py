@@ -119,3 +119,47 @@ def test_a_cancelled_reply_stops_waiting_within_a_poll() -> None:
             cancel.set()
             waiter.join(timeout=1)
             assert not waiter.is_alive()
+
+
+def test_a_third_opening_waits_until_one_of_two_is_written() -> None:
+    priority = OpeningPriority(opening_tokens=OPENING, max_openings=2, max_opening_wait_s=30.0)
+    with priority.reply() as first, priority.reply():
+        began = threading.Event()
+
+        def third() -> None:
+            with priority.reply():
+                began.set()
+
+        waiter = threading.Thread(target=third)
+        waiter.start()
+        assert not began.wait(0.2), "a third opening began beside two"
+        first.wrote(OPENING)
+        assert began.wait(5)
+        waiter.join(5)
+
+
+def test_a_waiting_opening_begins_after_its_longest_wait_or_when_cancelled() -> None:
+    clock = VirtualClock()
+    priority = OpeningPriority(opening_tokens=OPENING, max_openings=1, max_opening_wait_s=2.0,
+                               clock=clock)  # fmt: skip
+    with priority.reply():
+        began = threading.Event()
+
+        def second(cancel: threading.Event) -> None:
+            with priority.reply(cancel=cancel):
+                began.set()
+
+        waiter = threading.Thread(target=second, args=(threading.Event(),))
+        waiter.start()
+        assert not began.wait(0.1)
+        clock.now = 2.0  # its longest wait is over
+        assert began.wait(5)
+        waiter.join(5)
+        cancel = threading.Event()
+        cancelled = threading.Thread(target=second, args=(cancel,))
+        began.clear()
+        cancelled.start()
+        assert not began.wait(0.1)
+        cancel.set()
+        assert began.wait(5)
+        cancelled.join(5)
