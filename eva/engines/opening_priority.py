@@ -109,13 +109,10 @@ class OpeningPriority:
             self.opening_done(reply)
 
     def _claim(self, cancel: threading.Event) -> None:
-        deadline = self.clock() + self.max_opening_wait_s
         with self._changed:
-            while self.openings >= self.max_openings and not cancel.is_set():
-                left = deadline - self.clock()
-                if left <= 0:
-                    break
-                self._changed.wait(min(left, _CANCEL_POLL_S))
+            self._wait_while(
+                lambda: self.openings >= self.max_openings, self.max_opening_wait_s, cancel
+            )
             self.openings += 1
 
     def opening_done(self, reply: Reply) -> None:
@@ -126,11 +123,17 @@ class OpeningPriority:
                 self._changed.notify_all()
 
     def wait_for_openings(self, cancel: threading.Event) -> None:
-        deadline = self.clock() + self.max_yield_s
         with self._changed:
             self.yields += 1
-            while self.openings > 0 and not cancel.is_set():
-                left = deadline - self.clock()
-                if left <= 0:
-                    return
-                self._changed.wait(min(left, _CANCEL_POLL_S))
+            self._wait_while(lambda: self.openings > 0, self.max_yield_s, cancel)
+
+    def _wait_while(
+        self, busy: Callable[[], bool], longest_s: float, cancel: threading.Event
+    ) -> None:
+        """With the lock held: until ``busy()`` is false, ``longest_s`` or ``cancel``."""
+        deadline = self.clock() + longest_s
+        while busy() and not cancel.is_set():
+            left = deadline - self.clock()
+            if left <= 0:
+                return
+            self._changed.wait(min(left, _CANCEL_POLL_S))
