@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 import websockets
 
+from eva.bench.playback import PlaybackGaps
 from eva.bench.serve_process import ServedCluster, ServedEva, rss_bytes
 from eva.stats import percentile
 
@@ -69,13 +70,17 @@ class Tally:
     first_text_ms: list[float] = field(default_factory=list)
     first_audio_ms: list[float] = field(default_factory=list)
     done_ms: list[float] = field(default_factory=list)
+    gap_ms: list[float] = field(default_factory=list)  # each audible gap in a reply's voice
+    gap_after_ms: list[float] = field(default_factory=list)  # the reply's speech before it
+    replies_with_gap: int = 0
 
 
 class _Session:
     """One /ws connection whose reader sorts what arrives into the turn being waited for."""
 
-    def __init__(self, socket: Any) -> None:
+    def __init__(self, socket: Any, rate: int) -> None:
         self.socket = socket
+        self.rate = rate  # of Eva's voice
         self.events: asyncio.Queue[tuple[float, str, dict[str, Any]]] = asyncio.Queue()
 
     @classmethod
@@ -89,14 +94,13 @@ class _Session:
                     raise
                 retry = float(refused.response.headers.get("Retry-After", "1"))
                 raise Refused(retry, (time.monotonic() - asked) * 1000) from None
-            session = cls(socket)
             created = json.loads(await socket.recv())
         if created.get("type") == "error" and created.get("code") == "busy":
             await socket.close()
             raise Refused(created["retry_after_s"], (time.monotonic() - asked) * 1000)
         if created.get("type") != "session.created":
             raise RuntimeError(f"unexpected first event {created}")
-        return session
+        return cls(socket, created["output_audio"]["sample_rate"])
 
     @classmethod
     async def admitted(cls, url: str, until: float, tally: Tally) -> _Session | None:
@@ -126,8 +130,10 @@ class _Session:
     async def reply(self, since: float, tally: Tally, deadline: float) -> bool:
         """Read one reply to its response.done; False when the run ended first. Audio of
         an acknowledgement ("Mm.", its own response with a ``purpose``) is timed apart,
-        never as the reply's first audio."""
+        never as the reply's first audio; the gaps in the reply's voice are counted as the
+        page's player would make them."""
         first_text = first_audio = first_ack = None
+        heard = PlaybackGaps(self.rate)
         ack_bytes = 0  # of audio still to come that is the acknowledgement (16-bit PCM)
         async with asyncio.timeout(TURN_TIMEOUT_S):
             while True:
@@ -147,8 +153,9 @@ class _Session:
                 elif kind == "audio" and ack_bytes > 0:
                     first_ack = first_ack or at
                     ack_bytes -= event["bytes"]
-                elif kind == "audio" and first_audio is None:
-                    first_audio = at
+                elif kind == "audio":
+                    first_audio = first_audio or at
+                    heard.arrived(at, event["bytes"])
                 elif kind == "error" and event.get("code") == "busy":
                     raise Refused(event["retry_after_s"], (at - since) * 1000)
                 elif kind == "error":
@@ -160,6 +167,9 @@ class _Session:
                     if first_ack is not None:
                         tally.ack_audio_ms.append((first_ack - since) * 1000)
                     tally.done_ms.append((at - since) * 1000)
+                    tally.gap_ms += [gap * 1000 for gap in heard.gaps_s]
+                    tally.gap_after_ms += [after * 1000 for after in heard.gaps_after_s]
+                    tally.replies_with_gap += bool(heard.gaps_s)
                     for stamp, values in ((first_text, tally.first_text_ms),
                                           (first_audio, tally.first_audio_ms)):  # fmt: skip
                         if stamp is not None:
@@ -437,6 +447,9 @@ async def run_load(
             "first_audio_ms": summary(typed.first_audio_ms),
             "ack_audio_ms": summary(typed.ack_audio_ms),
             "done_ms": summary(typed.done_ms),
+            "replies_with_gap": typed.replies_with_gap,
+            "gap_ms": summary(typed.gap_ms),
+            "gap_after_ms": summary(typed.gap_after_ms),
         },
         "voice": {
             "turns_done": voiced.done,
@@ -444,6 +457,9 @@ async def run_load(
             "first_audio_ms": summary(voiced.first_audio_ms),
             "ack_audio_ms": summary(voiced.ack_audio_ms),
             "done_ms": summary(voiced.done_ms),
+            "replies_with_gap": voiced.replies_with_gap,
+            "gap_ms": summary(voiced.gap_ms),
+            "gap_after_ms": summary(voiced.gap_after_ms),
         },
         "refused": {
             "typed": len(typed.refused_in_ms),
@@ -491,6 +507,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- the model's queue, share of the run: turns running {queue['turns_running']}, "
             f"let in at once {queue['turns_limit']}; most waiting {queue['turns_waiting_max']}"
+        )
+    for kind in ("typed", "voice"):
+        channel = report[kind]
+        lines.append(
+            f"- gaps heard in the voice ({kind}): {channel['replies_with_gap']} of "
+            f"{channel['turns_done']} replies; each gap {_brief(channel['gap_ms'])}; "
+            f"after {_brief(channel['gap_after_ms'])} of the reply's speech"
         )
     lines += [
         "",

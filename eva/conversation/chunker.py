@@ -83,6 +83,15 @@ _PHRASE_STARTS = frozenset(
         "sur",
     }
 )
+# A cut never leaves these at the end of a piece when another space will do: an article
+# said alone ("climbed the | stairs") sounds like a stumble.
+_LEANS_ON_NEXT = frozenset(
+    {
+        "the", "a", "an", "my", "your", "his", "her", "its", "our", "their", "this",
+        "these", "those", "le", "la", "les", "un", "une", "des", "du", "au", "aux", "mon",
+        "ma", "mes", "ton", "ta", "tes", "son", "sa", "ses", "ce", "cet", "cette", "ces",
+    }
+)  # fmt: skip
 # These may end a sentence; they do when the next word starts with a capital.
 _MAY_END = frozenset({"etc", "st", "ste", "jr", "sr", "inc", "ltd", "co", "ave", "av", "blvd"})
 
@@ -153,6 +162,19 @@ class ClauseChunker:
         if rest:
             out.append(Clause(rest, _ends_sentence(rest)))
         self._reset()
+        return out
+
+    def cut_early(self, min_chars: int) -> list[Clause]:
+        """The listener is about to run out of speech: release the words pending now, cut
+        as an overlong clause is (before a phrase-opening word in the second half if there
+        is one, else at the last whitespace), when ``min_chars`` of them come before the
+        last word, which stays (it may be unfinished). Returns the clause, or nothing."""
+        out: list[Clause] = []
+        pending = self._buf[self._start : self._scan]
+        last_space = max((i for i, char in enumerate(pending) if char.isspace()), default=0)
+        if last_space >= min_chars:
+            self._force_cut(self._scan, out, most=last_space)
+            self._compact()
         return out
 
     # -- scanning ----------------------------------------------------------------------------
@@ -262,11 +284,13 @@ class ClauseChunker:
     def _limit(self) -> int:
         return self._max if self._released else self._first_max
 
-    def _force_cut(self, limit: int, out: list[Clause]) -> bool:
-        """The pending text outgrew its maximum: cut at the last whitespace that fits (a word
-        is never split), before a phrase-opening word if there is one.  Returns False when
-        there is no whitespace before `limit` yet."""
-        buf, start, most = self._buf, self._start, self._limit()
+    def _force_cut(self, limit: int, out: list[Clause], most: int | None = None) -> bool:
+        """The pending text outgrew its maximum (``most``, by default the clause's limit):
+        cut at the last whitespace that fits (a word is never split), before a
+        phrase-opening word if there is one.  Returns False when there is no whitespace
+        before `limit` yet."""
+        buf, start = self._buf, self._start
+        most = self._limit() if most is None else most
         cut = -1
         if self._no_space_until <= start + most:
             spaces = [p for p in range(min(start + most, limit - 1), start, -1) if buf[p].isspace()]
@@ -274,7 +298,7 @@ class ClauseChunker:
             floor = start + most // 2
             cut = next((p for p in spaces if p > floor and self._opens_phrase(p + 1)), -1)
             if cut < 0 and spaces:
-                cut = spaces[0]
+                cut = next((p for p in spaces if p > floor and not self._leans(p)), spaces[0])
         if cut < 0:  # a single word longer than the maximum: cut right after it
             p = max(start + most + 1, self._no_space_until)
             while p < limit and not buf[p].isspace():
@@ -290,6 +314,13 @@ class ClauseChunker:
             cut += 1
         self._start = cut
         return True
+
+    def _leans(self, space: int) -> bool:
+        """Whether the word before ``space`` leans on the next one (an article)."""
+        begin = space
+        while begin > self._start and self._buf[begin - 1].isalpha():
+            begin -= 1
+        return self._buf[begin:space].lower() in _LEANS_ON_NEXT
 
     def _opens_phrase(self, pos: int) -> bool:
         end = pos

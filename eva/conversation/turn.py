@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -46,6 +47,14 @@ FIRST_CLAUSE_MAX_CHARS = 24
 # under a second, so past this the playback ahead covers synthesis without priority. Under
 # load, priority for every clause of every reply kept the model paused half the time.
 URGENT_AUDIO_S = 2.0
+# When the speech made ahead of what the listener has heard falls under this, the words
+# written so far are spoken without waiting for the clause's punctuation: making a clause
+# takes 0.1-0.5 s on a loaded machine, so this leaves it time to be ready. Under load the
+# model writes only about twice as fast as speech plays, and a long second sentence left
+# the voice silent 0.6-1.5 s after the first clause in most replies (eva loadtest, gaps).
+LOW_WATER_S = 1.0
+# The fewest characters spoken that way (about four words): shorter pieces sound choppy.
+EARLY_CUT_MIN_CHARS = 20
 
 
 # A reply that shares the model with other people's turns is kept to two short sentences:
@@ -174,6 +183,7 @@ async def run_turn(
     clauses: asyncio.Queue[str | None] = asyncio.Queue()
     written: list[str] = []  # raw LLM text handed to the consumer
     spoken: list[str] = []
+    heard = _Playhead()  # when the listener will have heard the audio made so far
 
     async def write() -> None:
         try:
@@ -209,7 +219,10 @@ async def run_turn(
             async for delta in tokens:
                 timer.mark("llm_first_token_ms")
                 raw += delta
-                for clause in chunker.push(delta):
+                pending = chunker.push(delta)
+                if not pending and clauses.empty() and heard.ahead_s() < LOW_WATER_S:
+                    pending = chunker.cut_early(EARLY_CUT_MIN_CHARS)
+                for clause in pending:
                     released_end = _locate(raw, clause.text, released_end)
                     sentences += clause.ends_sentence
                     await _release(clause.text)
@@ -270,6 +283,7 @@ async def run_turn(
                         timer.set("tts_first_chunk_ms", (time.monotonic() - handed_at) * 1000)
                         first = False
                     made_s += len(pcm) / sample_rate
+                    heard.made(len(pcm) / sample_rate)
                     await out.put(AudioChunk(pcm, sample_rate, clause))
             if not control.cancelled:
                 await out.put(_ClauseHandedOver(clause))
@@ -304,6 +318,21 @@ async def run_turn(
         interrupted=control.cancelled,
         timings=dict(timer.marks),
     )
+
+
+class _Playhead:
+    """When the listener will have heard all of a reply's audio made so far, as if it
+    played from its first chunk on (the server paces it so, eva/server/audio_out.py)."""
+
+    def __init__(self) -> None:
+        self._until: float | None = None
+
+    def made(self, seconds: float) -> None:
+        self._until = max(self._until or 0.0, time.monotonic()) + seconds
+
+    def ahead_s(self) -> float:
+        """Seconds of speech made and not yet heard; infinite before the first audio."""
+        return math.inf if self._until is None else self._until - time.monotonic()
 
 
 def display_text(text: str) -> str:

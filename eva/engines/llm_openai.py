@@ -253,7 +253,7 @@ class OpenAICompatibleLLM:
                     for delta in deltas:
                         tokens += 1
                         written += delta
-                        reply.wrote(tokens)
+                        reply.wrote(tokens, len(written))
                         yield delta
                         if reply.should_yield():
                             gave_way = True

@@ -8,9 +8,11 @@ load that sharing made a new reply's first token come 1-5 s after it asked (prom
 llama-server has no priorities, so Eva makes them with the tools it has: a reply past its
 opening (``OPENING_TOKENS``) stops its request while another reply is in its opening, and
 continues it afterwards from the text it wrote (the server keeps that prompt in the slot,
-so continuing costs a few tokens). A reply is written ahead of its speech (5-10 tokens a
-second under load, about 3 spoken), and a yield lasts ``MAX_YIELD_S`` at most, so the
-person should hear no gap (playback gaps are not measured yet).
+so continuing costs a few tokens). A reply gives way only with more speech written ahead
+of what its listener can have heard than the yield lasts (``SPEECH_CHARS_PER_S``,
+``YIELD_CUSHION_S``): under load the model writes only about twice as fast as speech
+plays, and replies that gave way without that measure went silent for seconds mid-sentence
+(eva loadtest counts the gaps; docs/scaling.md).
 
 Only the timing lives here (``Reply.should_yield``, ``Reply.wait_turn``); the request that
 stops and continues is the engine's (``eva.engines.llm_openai``).
@@ -40,6 +42,15 @@ MAX_OPENINGS = 2
 # The longest a reply waits to begin its opening: about one opening's length under load,
 # so a stalled one (its reader gone slow) holds nobody up for longer.
 MAX_OPENING_WAIT_S = 2.5
+# How fast the packaged voice speaks, in characters of text a second (Piper's
+# en_US-joe-medium read 19 on three sentences; 20 errs towards speech being used up
+# sooner). The speech a reply has written ahead is estimated from its text and the time
+# since its first token, as if it had been heard from then on: an estimate on the side of
+# giving way less.
+SPEECH_CHARS_PER_S = 20.0
+# Speech a reply keeps ahead beyond the yield itself: the time to synthesize what comes
+# after it (0.1-0.5 s a clause on a loaded machine) and the player's cushion.
+YIELD_CUSHION_S = 0.75
 # How often a yielding reply looks at its cancel flag: a turn cut by the person frees its
 # worker thread within a frame of audio.
 _CANCEL_POLL_S = 0.02
@@ -52,19 +63,35 @@ class Reply:
         self._priority = priority
         self.opening = claims
         self._ran_since = priority.clock()
+        self._first_at: float | None = None  # its first token
+        self._chars = 0
 
-    def wrote(self, tokens: int) -> None:
-        """The reply has written ``tokens`` so far: past its opening, it gives way."""
+    def wrote(self, tokens: int, chars: int) -> None:
+        """The reply has written ``tokens`` (``chars`` of text) so far: past its opening,
+        it gives way."""
+        if self._first_at is None:
+            self._first_at = self._priority.clock()
+        self._chars = chars
         if self.opening and tokens >= self._priority.opening_tokens:
             self._priority.opening_done(self)
 
+    def speech_ahead_s(self) -> float:
+        """Seconds of speech written that its listener cannot have heard yet."""
+        if self._first_at is None:
+            return 0.0
+        heard_s = self._priority.clock() - self._first_at
+        return self._chars / self._priority.speech_chars_per_s - heard_s
+
     def should_yield(self) -> bool:
         """Whether to stop the request now: another reply is in its opening, and this one
-        is past its own and has run for ``MIN_RUN_S`` since it last yielded."""
+        is past its own, has run for ``MIN_RUN_S`` since it last yielded, and has more
+        speech written ahead than the yield lasts (``YIELD_CUSHION_S`` to spare)."""
+        priority = self._priority
         return (
             not self.opening
-            and self._priority.openings > 0
-            and self._priority.clock() - self._ran_since >= self._priority.min_run_s
+            and priority.openings > 0
+            and priority.clock() - self._ran_since >= priority.min_run_s
+            and self.speech_ahead_s() >= priority.max_yield_s + priority.yield_cushion_s
         )
 
     def wait_turn(self, cancel: threading.Event) -> None:
@@ -83,6 +110,8 @@ class OpeningPriority:
         min_run_s: float = MIN_RUN_S,
         max_openings: int = MAX_OPENINGS,
         max_opening_wait_s: float = MAX_OPENING_WAIT_S,
+        speech_chars_per_s: float = SPEECH_CHARS_PER_S,
+        yield_cushion_s: float = YIELD_CUSHION_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.opening_tokens = opening_tokens
@@ -90,6 +119,8 @@ class OpeningPriority:
         self.max_opening_wait_s = max_opening_wait_s
         self.max_yield_s = max_yield_s
         self.min_run_s = min_run_s
+        self.speech_chars_per_s = speech_chars_per_s
+        self.yield_cushion_s = yield_cushion_s
         self.clock = clock
         self.openings = 0
         self.yields = 0  # requests stopped for another's opening, since start

@@ -44,4 +44,8 @@ def test_quick_load_test_has_no_failures_and_writes_a_well_formed_report(tmp_pat
     assert "ack_audio_ms" in report["typed"]  # "Mm." timed apart from the reply
     refused = report["refused"]
     assert refused["typed"] > 0 and refused["told_in_ms"]["n"] == refused["typed"]
-    assert "| typed | done_ms |" in (out / reports[0].with_suffix(".md").name).read_text()
+    gaps = report["typed"]  # the gaps a listener hears, counted as the page's player plays
+    assert 0 <= gaps["replies_with_gap"] <= gaps["turns_done"]
+    assert gaps["gap_ms"]["n"] >= gaps["replies_with_gap"]
+    text = (out / reports[0].with_suffix(".md").name).read_text()
+    assert "| typed | done_ms |" in text and "gaps heard in the voice (typed)" in text

@@ -435,3 +435,45 @@ def test_a_short_first_interjection_goes_out_alone() -> None:
 def test_first_max_below_first_min_is_refused() -> None:
     with pytest.raises(ValueError):
         ClauseChunker(first_min_chars=20, first_max_chars=10)
+
+
+def test_cut_early_releases_the_pending_words_before_a_phrase_opening_word() -> None:
+    chunker = ClauseChunker(first_min_chars=3)
+    assert chunker.push("Oh, ") == []
+    assert [c.text for c in chunker.push("the")] == ["Oh,"]
+    for delta in tokens(" keeper climbed the stairs and watched the sh"):
+        assert chunker.push(delta) == []
+    assert chunker.cut_early(min_chars=16) == [Clause("the keeper climbed the stairs", False)]
+    # what was held back goes on as the next clause, the unfinished word included
+    for delta in tokens("ips pass."):
+        chunker.push(delta)
+    assert [c.text for c in chunker.flush()] == ["and watched the ships pass."]
+
+
+def test_cut_early_keeps_the_last_word_which_may_be_unfinished() -> None:
+    chunker = ClauseChunker(first_min_chars=3, first_max_chars=24)
+    chunker.push("Oh, ")
+    chunker.push("the lighthouse keeper clim")
+    assert chunker.cut_early(min_chars=16) == [Clause("the lighthouse keeper", False)]
+    chunker.push("bed.")
+    assert [c.text for c in chunker.flush()] == ["climbed."]
+
+
+def test_cut_early_waits_for_enough_words() -> None:
+    chunker = ClauseChunker(first_min_chars=3)
+    chunker.push("Oh, ")
+    chunker.push("the keeper")
+    assert chunker.cut_early(min_chars=16) == []  # a stub would sound choppy
+    chunker.push(" climbed")
+    assert chunker.cut_early(min_chars=16) == []  # "climbed" may go on: "climbed up"
+    chunker.push(" the stairs")
+    # never "climbed the | stairs": an article goes with its noun
+    assert chunker.cut_early(min_chars=16) == [Clause("the keeper climbed", False)]
+
+
+def test_cut_early_never_splits_a_word() -> None:
+    chunker = ClauseChunker(first_min_chars=3)
+    chunker.push("Oh, ")
+    chunker.push("extraordinarily")
+    assert chunker.cut_early(min_chars=5) == []
+    assert [c.text for c in chunker.flush()] == ["extraordinarily"]

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from eva.conversation.turn import (
+    EARLY_CUT_MIN_CHARS,
     URGENT_AUDIO_S,
     AudioChunk,
     ReplyBounds,
@@ -173,14 +174,17 @@ async def test_cancelling_the_consuming_task_stops_the_engines(engines: Engines)
 
 
 class _ScriptedLLM:
-    """Replays fixed deltas: the only way to make a model write markdown on demand."""
+    """Replays fixed deltas: the only way to make a model write markdown on demand. With
+    ``delay_s``, one every ``delay_s``: slower than speech plays, as a model shared by
+    several people's replies on two cores writes."""
 
     name = "scripted"
     reuses_prompt_prefix = False
     concurrent_streams = 1
 
-    def __init__(self, deltas: list[str]) -> None:
+    def __init__(self, deltas: list[str], delay_s: float = 0.0) -> None:
         self.deltas = deltas
+        self.delay_s = delay_s
 
     def stream(
         self,
@@ -191,7 +195,10 @@ class _ScriptedLLM:
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
     ) -> Iterator[str]:
-        yield from self.deltas
+        for delta in self.deltas:
+            if self.delay_s and cancel.wait(self.delay_s):
+                return
+            yield delta
 
 
 class _RecordingTTS:
@@ -330,3 +337,49 @@ async def test_only_the_audio_the_person_waits_for_pauses_the_llm(engines: Engin
     # The first clauses ("Oh," and the one after) were made with priority; the rest, with
     # the earlier ones' playback ahead of them, let the model go on writing.
     assert 1 <= len(pauses) < len(recorder.spoken), (pauses, recorder.spoken)
+
+
+async def _spoken_by(engines: Engines, llm: _ScriptedLLM) -> list[str]:
+    recorder = _RecordingTTS(engines.tts)
+    voice = engines.tts.info(None)
+    async for _ in run_turn(
+        [SYSTEM],
+        llm=llm,
+        tts=recorder,
+        voice_id=voice.id,
+        sample_rate=voice.sample_rate,
+        language="en",
+        pools=engines.pools,
+        bounds=ReplyBounds(200, 5),
+    ):
+        pass
+    return recorder.spoken
+
+
+_LONG_SECOND_SENTENCE = ["Oh, ", "the", " keeper", " climbed", " the", " stairs", " every",
+                         " evening", " and", " watched", " the", " ships", " pass."]  # fmt: skip
+
+
+async def test_words_written_slower_than_speech_are_spoken_before_their_punctuation(
+    engines: Engines,
+) -> None:
+    spoken = await _spoken_by(engines, _ScriptedLLM(_LONG_SECOND_SENTENCE, delay_s=0.3))
+    # "Oh," plays in half a second; the sentence after it takes 3.6 s to write: its words
+    # are spoken as the voice runs low, not after a silence of seconds
+    assert spoken[0] == "Oh," and len(spoken) >= 3, spoken
+    assert not spoken[1].endswith("."), spoken
+    assert all(len(piece) >= EARLY_CUT_MIN_CHARS / 2 for piece in spoken[1:-1]), spoken
+    assert (
+        " ".join(spoken[1:])
+        == "the keeper climbed the stairs every evening and watched the ships pass."
+    )
+
+
+async def test_words_written_ahead_of_speech_wait_for_their_punctuation(engines: Engines) -> None:
+    # a first clause of 1.5 s of speech, and the next sentence written at once
+    script = ["What", " a", " lovely", " old", " story, ", *_LONG_SECOND_SENTENCE[1:]]
+    spoken = await _spoken_by(engines, _ScriptedLLM(script))
+    assert spoken == [
+        "What a lovely old story,",
+        "the keeper climbed the stairs every evening and watched the ships pass.",
+    ]

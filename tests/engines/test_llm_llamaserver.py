@@ -149,7 +149,10 @@ def test_a_reply_gives_way_to_another_ones_opening_and_continues_where_it_stoppe
 ) -> None:
     greedy = Sampling(temperature=0.0, seed=7)
     heard = [ChatMessage("system", PERSONA), ChatMessage("user", "Describe the sea at night.")]
-    priority = OpeningPriority(opening_tokens=4, max_yield_s=30.0, min_run_s=0.0)
+    # each character counts as a minute of speech written ahead: the reply may always give
+    # way (when it may is proved on a virtual clock, tests/engines/test_opening_priority.py)
+    priority = OpeningPriority(opening_tokens=4, max_yield_s=30.0, min_run_s=0.0,
+                               speech_chars_per_s=1 / 60)  # fmt: skip
     client = _yielding_client(served, priority)
     alone = "".join(
         client.stream(heard, max_tokens=48, cancel=threading.Event(), session="a",

@@ -9,6 +9,8 @@ import time
 from eva.engines.opening_priority import OpeningPriority
 
 OPENING = 4
+# Text enough for a minute of speech: far more written ahead than any yield lasts.
+AHEAD = 60 * 20
 
 
 class VirtualClock:
@@ -28,16 +30,32 @@ def test_a_reply_past_its_opening_gives_way_only_while_another_is_in_its_opening
     clock = VirtualClock()
     priority = _priority(clock)
     with priority.reply() as heard:
-        heard.wrote(OPENING)
+        heard.wrote(OPENING, AHEAD)
         clock.now = 2.0
         assert not heard.should_yield(), "nobody else is opening"
         with priority.reply() as new:
             assert heard.should_yield()
             assert not new.should_yield(), "a reply in its opening never gives way"
-            new.wrote(OPENING - 1)
+            new.wrote(OPENING - 1, 20)
             assert heard.should_yield()
-            new.wrote(OPENING)
+            new.wrote(OPENING, AHEAD)
             assert not heard.should_yield(), "the new reply's opening is written"
+
+
+def test_a_reply_gives_way_only_with_more_speech_written_ahead_than_the_yield_lasts() -> None:
+    clock = VirtualClock()
+    priority = OpeningPriority(opening_tokens=OPENING, max_yield_s=1.5, min_run_s=0.0,
+                               speech_chars_per_s=20.0, yield_cushion_s=0.5,
+                               clock=clock)  # fmt: skip
+    with priority.reply() as heard:
+        heard.wrote(OPENING, 20 * 3)  # three seconds of speech, written at once
+        with priority.reply():
+            clock.now = 0.5
+            assert heard.should_yield(), "2.5 s ahead covers a 1.5 s yield and its cushion"
+            clock.now = 1.01
+            assert not heard.should_yield(), "under 2 s ahead: the listener would hear a gap"
+            heard.wrote(OPENING + 10, 20 * 4)
+            assert heard.should_yield(), "written further ahead again"
 
 
 def test_two_replies_in_their_openings_do_not_stop_each_other() -> None:
@@ -52,7 +70,7 @@ def test_a_priming_request_does_not_claim_an_opening() -> None:
     clock = VirtualClock()
     priority = _priority(clock)
     with priority.reply() as heard:
-        heard.wrote(OPENING)
+        heard.wrote(OPENING, AHEAD)
         clock.now = 2.0
         with priority.reply(claims=False):
             assert priority.openings == 0
@@ -63,7 +81,7 @@ def test_a_reply_that_ends_in_its_opening_releases_it() -> None:
     clock = VirtualClock()
     priority = _priority(clock)
     with priority.reply() as short:
-        short.wrote(1)
+        short.wrote(1, 4)
     assert priority.openings == 0
 
 
@@ -72,7 +90,7 @@ def test_after_giving_way_a_reply_runs_its_minimum_before_giving_way_again() -> 
     priority = _priority(clock, min_run_s=1.0)
     cancel = threading.Event()
     with priority.reply() as heard:
-        heard.wrote(OPENING)
+        heard.wrote(OPENING, AHEAD)
         clock.now = 1.0
         with priority.reply():
             assert heard.should_yield()
@@ -94,14 +112,14 @@ def test_after_giving_way_a_reply_runs_its_minimum_before_giving_way_again() -> 
 def test_a_waiting_reply_continues_as_soon_as_the_opening_is_written() -> None:
     priority = OpeningPriority(opening_tokens=OPENING, max_yield_s=30.0, min_run_s=0.0)
     with priority.reply() as heard:
-        heard.wrote(OPENING)
+        heard.wrote(OPENING, AHEAD)
         with priority.reply() as new:
             waiter = threading.Thread(target=heard.wait_turn, args=(threading.Event(),))
             started = time.monotonic()
             waiter.start()
             time.sleep(0.1)
             assert waiter.is_alive()
-            new.wrote(OPENING)
+            new.wrote(OPENING, AHEAD)
             waiter.join(timeout=5)
             assert not waiter.is_alive()
             assert time.monotonic() - started < 5, "it waited out max_yield_s"
@@ -111,7 +129,7 @@ def test_a_cancelled_reply_stops_waiting_within_a_poll() -> None:
     priority = OpeningPriority(opening_tokens=OPENING, max_yield_s=30.0, min_run_s=0.0)
     cancel = threading.Event()
     with priority.reply() as heard:
-        heard.wrote(OPENING)
+        heard.wrote(OPENING, AHEAD)
         with priority.reply():
             waiter = threading.Thread(target=heard.wait_turn, args=(cancel,))
             waiter.start()
@@ -133,7 +151,7 @@ def test_a_third_opening_waits_until_one_of_two_is_written() -> None:
         waiter = threading.Thread(target=third)
         waiter.start()
         assert not began.wait(0.2), "a third opening began beside two"
-        first.wrote(OPENING)
+        first.wrote(OPENING, AHEAD)
         assert began.wait(5)
         waiter.join(5)
 
