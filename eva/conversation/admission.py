@@ -8,7 +8,9 @@ start and which are refused; ``eva.conversation.turn_gate`` drives it from async
   long to their first audio as one alone. So the turns let in at once (``limit``) adapt to
   the latency target, additive increase and multiplicative decrease as TCP's congestion
   window does: a turn whose first output came later than ``target_s`` after it asked
-  shrinks the limit, one in time grows it. A turn that would wait longer than
+  shrinks the limit, one in time grows it; so does a reply whose speech ran dry before it
+  was all made (a gap the listener hears: the turns at once are more than the machine
+  speaks in real time). A turn that would wait longer than
   ``max_wait_s`` for its place is refused at once with the seconds after which it would
   not, instead of queueing for minutes: a person told "busy, try in 3 s" can act; one left
   in silence cannot. An admitted turn is promised its place within ``max_wait_s`` and
@@ -74,6 +76,7 @@ class Ticket:
     due_at: float = math.inf  # it starts by then, whatever the limit (slots allowing)
     started_at: float | None = None
     measured: bool = False  # its first output was timed
+    shrank: bool = False  # it cut the limit (late, or its speech ran dry)
     shared: bool = False  # others held or waited for the model when it was admitted
 
 
@@ -118,9 +121,19 @@ class FairTurnQueue:
             return
         ticket.measured = True
         if now - ticket.asked_at > self.target_s:
-            self.limit = max(1.0, self.limit * LIMIT_DECREASE)
+            self._shrink(ticket)
         else:
             self.limit = min(float(self.slots), self.limit + 1.0 / self.limit)
+
+    def speech_ran_dry(self, ticket: Ticket) -> None:
+        """The turn's reply was made slower than it plays: the listener heard a gap.
+        Shrinks ``limit`` as a late turn does (once a turn, as TCP cuts once a loss)."""
+        self._shrink(ticket)
+
+    def _shrink(self, ticket: Ticket) -> None:
+        if not ticket.shrank:
+            ticket.shrank = True
+            self.limit = max(1.0, self.limit * LIMIT_DECREASE)
 
     def ask(self, owner: str, channel: Channel, now: float) -> Ticket | Refusal:
         """A place for a new turn, or why not and when to come back."""

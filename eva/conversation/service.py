@@ -215,6 +215,8 @@ class Conversation:
             if isinstance(event, AudioChunk) or (isinstance(event, TextDelta) and not audio):
                 self.gate.first_output(ticket)  # once per ticket: was it in time?
             if isinstance(event, TurnDone):
+                if "speech_gap_ms" in event.timings:
+                    self.gate.speech_ran_dry(ticket)
                 settled = await settle(event) if settle is not None else event
                 if settled is None:
                     return

@@ -53,6 +53,9 @@ URGENT_AUDIO_S = 2.0
 # model writes only about twice as fast as speech plays, and a long second sentence left
 # the voice silent 0.6-1.5 s after the first clause in most replies (eva loadtest, gaps).
 LOW_WATER_S = 1.0
+# A silence in a reply's speech shorter than this is not heard as a break (scheduling, under
+# a syllable); a longer one is counted (``speech_gap_ms``, and admission.py's limit).
+AUDIBLE_GAP_S = 0.05
 # The fewest characters spoken that way (about four words): shorter pieces sound choppy.
 EARLY_CUT_MIN_CHARS = 20
 
@@ -312,6 +315,8 @@ async def run_turn(
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
     timer.mark("total_ms")
+    if heard.gaps_s:
+        timer.set("speech_gap_ms", heard.gaps_s * 1000)
     yield TurnDone(
         text=display_text("".join(written)),
         spoken_text=display_text(" ".join(spoken)),
@@ -322,13 +327,18 @@ async def run_turn(
 
 class _Playhead:
     """When the listener will have heard all of a reply's audio made so far, as if it
-    played from its first chunk on (the server paces it so, eva/server/audio_out.py)."""
+    played from its first chunk on (the server paces it so, eva/server/audio_out.py), and
+    the gaps it heard where audio was made later than that."""
 
     def __init__(self) -> None:
         self._until: float | None = None
+        self.gaps_s = 0.0  # audible ones (AUDIBLE_GAP_S), all together
 
     def made(self, seconds: float) -> None:
-        self._until = max(self._until or 0.0, time.monotonic()) + seconds
+        now = time.monotonic()
+        if self._until is not None and now - self._until >= AUDIBLE_GAP_S:
+            self.gaps_s += now - self._until
+        self._until = max(self._until or 0.0, now) + seconds
 
     def ahead_s(self) -> float:
         """Seconds of speech made and not yet heard; infinite before the first audio."""

@@ -127,6 +127,10 @@ class TurnGate:
         target, it adapts how many turns run at once."""
         self.queue.first_output(ticket, self._clock())
 
+    def speech_ran_dry(self, ticket: Ticket) -> None:
+        """The turn's reply left its listener a gap: fewer turns run at once."""
+        self.queue.speech_ran_dry(ticket)
+
     def release(self, ticket: Ticket) -> None:
         """The turn is over, its reply stored or abandoned. Idempotent."""
         grant = self._grants.pop(ticket, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eva.conversation.admission import Channel, FairTurnQueue, Refusal, Ticket
+from eva.conversation.admission import LIMIT_DECREASE, Channel, FairTurnQueue, Refusal, Ticket
 
 
 def _ticket(
@@ -141,6 +141,19 @@ def test_late_first_outputs_let_fewer_turns_in_at_once_and_timely_ones_more() ->
         ticket = _ticket(queue, f"r{n}", now=20.0)
         queue.first_output(ticket, 21.0)
     assert queue.places >= 3
+
+
+def test_a_reply_whose_speech_ran_dry_lets_fewer_turns_in_once_even_when_also_late() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0)
+    timely = _ticket(queue, "a", now=0.0)
+    queue.first_output(timely, 1.0)  # in time ...
+    grown = queue.limit
+    queue.speech_ran_dry(timely)  # ... but its speech stopped mid-reply
+    assert queue.limit == grown * LIMIT_DECREASE
+    late = _ticket(queue, "b", now=0.0)
+    queue.first_output(late, 5.0)
+    queue.speech_ran_dry(late)  # one cut a turn, as TCP cuts once a loss
+    assert queue.limit == grown * LIMIT_DECREASE**2
 
 
 def test_a_shrunk_limit_counts_the_running_turns_beyond_it_in_the_wait() -> None:

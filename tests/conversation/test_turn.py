@@ -383,3 +383,33 @@ async def test_words_written_ahead_of_speech_wait_for_their_punctuation(engines:
         "What a lovely old story,",
         "the keeper climbed the stairs every evening and watched the ships pass.",
     ]
+
+
+async def _done(engines: Engines, llm: _ScriptedLLM) -> TurnDone:
+    voice = engines.tts.info(None)
+    events = [
+        e
+        async for e in run_turn(
+            [SYSTEM],
+            llm=llm,
+            tts=engines.tts,
+            voice_id=voice.id,
+            sample_rate=voice.sample_rate,
+            language="en",
+            pools=engines.pools,
+            bounds=ReplyBounds(200, 5),
+        )
+    ]
+    assert isinstance(events[-1], TurnDone)
+    return events[-1]
+
+
+async def test_a_reply_made_slower_than_it_plays_reports_the_gaps_its_listener_heard(
+    engines: Engines,
+) -> None:
+    # "Oh," (half a second of speech) goes out when " the" comes; the rest 1.5 s later
+    script = ["Oh,", " the", " keeper climbed the stairs."]
+    slow = await _done(engines, _ScriptedLLM(script, delay_s=1.5))
+    assert slow.timings["speech_gap_ms"] > 300, slow.timings
+    fast = await _done(engines, _ScriptedLLM(script))
+    assert "speech_gap_ms" not in fast.timings, fast.timings
