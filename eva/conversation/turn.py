@@ -53,11 +53,11 @@ URGENT_AUDIO_S = 2.0
 # model writes only about twice as fast as speech plays, and a long second sentence left
 # the voice silent 0.6-1.5 s after the first clause in most replies (eva loadtest, gaps).
 LOW_WATER_S = 1.0
+# The fewest characters spoken that way (about four words): shorter pieces sound choppy.
+EARLY_CUT_MIN_CHARS = 20
 # A silence in a reply's speech shorter than this is not heard as a break (scheduling, under
 # a syllable); a longer one is counted (``speech_gap_ms``, and admission.py's limit).
 AUDIBLE_GAP_S = 0.05
-# The fewest characters spoken that way (about four words): shorter pieces sound choppy.
-EARLY_CUT_MIN_CHARS = 20
 
 
 # A reply that shares the model with other people's turns is kept to two short sentences:
