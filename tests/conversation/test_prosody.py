@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from eva.conversation.prosody import (
+    CUT_TAIL_KEEP_MS,
     StyledVoice,
     VoiceStyle,
     clause_rate,
@@ -141,3 +142,20 @@ def test_voice_styles_come_from_the_environment_and_are_checked(
     monkeypatch.setenv("EVA_VOICE_STYLES", '{"default": {"speed": 1.1}}')
     with pytest.raises(ValidationError, match="speed"):
         Settings()
+
+
+def test_a_clause_cut_mid_phrase_loses_the_synthesizers_closing_silence(
+    engines: Engines,
+) -> None:
+    voice = engines.tts.info("en_US-joe-medium")
+    styled = StyledVoice(engines.tts, voice, VoiceStyle())
+    never = threading.Event()
+
+    def closing_silence_s(text: str) -> float:
+        pcm = np.concatenate(list(styled.synthesize(text, voice.id, never)))
+        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 300)
+        return (len(pcm) - loud[-1] - 1) / voice.sample_rate
+
+    # a full stop keeps Piper's own silence, a clause cut before its end goes on at once
+    assert closing_silence_s("The keeper climbed the stairs.") > 0.08
+    assert closing_silence_s("the keeper climbed the stairs") <= CUT_TAIL_KEEP_MS / 1000

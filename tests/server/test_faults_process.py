@@ -24,6 +24,7 @@ CLOSE_SERVICE_RESTART = 1012
 # The promise: out within the drain (EVA_DRAIN_TIMEOUT_S, 20 s) and uvicorn's graceful
 # shutdown (7 s) of SIGTERM, storage flushed: inside Kubernetes' default 30 s grace.
 DRAIN_EXIT_S = 30.0
+DRAINED_REPLY_TOKENS = 48
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
@@ -56,7 +57,9 @@ async def _events_until_closed(
 async def test_sigterm_drains_the_turn_in_flight_finishes_new_work_goes_elsewhere_then_exits(
     tmp_path: Path,
 ) -> None:
-    served = ServedEva(tmp_path / "data")
+    # A reply of at most 48 tokens (~10 s of speech): one of the default 90 (~20 s, after
+    # an acknowledgement) can outlast the 20 s drain, and the reply must finish inside it.
+    served = ServedEva(tmp_path / "data", env={"EVA_MAX_REPLY_TOKENS": str(DRAINED_REPLY_TOKENS)})
     await asyncio.to_thread(served.wait_ready)
     try:
         async with websockets.connect(served.ws_url, max_size=2**24) as socket:
