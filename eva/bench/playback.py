@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from eva.conversation.turn import AUDIBLE_GAP_S  # the gap the pipeline itself counts
+
 # The page's cushion at the start of a reply and after a gap (JITTER_BUFFER_S in audio.js).
 JITTER_BUFFER_S = 0.08
-# A gap shorter than this is not heard as a break in the voice (it is a few milliseconds of
-# scheduling, under a syllable); longer ones are counted.
-AUDIBLE_GAP_S = 0.05
 
 
 @dataclass
@@ -42,8 +41,3 @@ class PlaybackGaps:
             self._next_start = restart
         self._next_start += seconds
         self._heard_s += seconds
-
-    @property
-    def silent_s(self) -> float:
-        """Seconds of gap in the reply, all audible gaps together."""
-        return sum(self.gaps_s)
