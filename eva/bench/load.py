@@ -45,6 +45,9 @@ _DRAIN_TIMEOUT_S = 60.0
 # A person reads or listens before typing again.
 THINK_S = (1.0, 4.0)
 RSS_EVERY_S = 1.0
+# Every session connects in the first seconds and asks at once: the turns asked in this
+# first stretch of the run are also reported apart (the rest is the load as it settles).
+BUSY_START_S = 20.0
 _CONNECT_TIMEOUT_S = 60.0
 
 _TOPICS = ["the sea", "a garden", "old trains", "winter", "bread", "music", "a lost cat"]
@@ -73,6 +76,9 @@ class Tally:
     gap_ms: list[float] = field(default_factory=list)  # each audible gap in a reply's voice
     gap_after_ms: list[float] = field(default_factory=list)  # the reply's speech before it
     replies_with_gap: int = 0
+    # (when the turn was asked, on the monotonic clock; its first audio in ms): where in
+    # the run the slow ones fall (a busy start, or all along)
+    first_audio_when: list[tuple[float, float]] = field(default_factory=list)
 
 
 class _Session:
@@ -132,7 +138,7 @@ class _Session:
         an acknowledgement ("Mm.", its own response with a ``purpose``) is timed apart,
         never as the reply's first audio; the gaps in the reply's voice are counted as the
         page's player would make them."""
-        first_text = first_audio = first_ack = None
+        first_text = first_audio = first_ack = heard_stop = None
         heard = PlaybackGaps(self.rate)
         ack_bytes = 0  # of audio still to come that is the acknowledgement (16-bit PCM)
         async with asyncio.timeout(TURN_TIMEOUT_S):
@@ -142,6 +148,8 @@ class _Session:
                     at, kind, event = await asyncio.wait_for(self.events.get(), max(remaining, 0))
                 except TimeoutError:
                     return False
+                if kind == "speech.stopped":
+                    heard_stop = at  # Eva heard a pause: a spoken turn is refused from here
                 if at < since and kind not in ("closed", "error"):
                     # still arriving for an earlier turn (one refused after its "Mm."), or
                     # sent before the person finished speaking: not this turn's reply
@@ -157,7 +165,8 @@ class _Session:
                     first_audio = first_audio or at
                     heard.arrived(at, event["bytes"])
                 elif kind == "error" and event.get("code") == "busy":
-                    raise Refused(event["retry_after_s"], (at - since) * 1000)
+                    asked = since if heard_stop is None else heard_stop
+                    raise Refused(event["retry_after_s"], (at - asked) * 1000)
                 elif kind == "error":
                     raise RuntimeError(f"error event {event.get('code')}: {event.get('message')}")
                 elif kind == "closed":
@@ -174,6 +183,8 @@ class _Session:
                                           (first_audio, tally.first_audio_ms)):  # fmt: skip
                         if stamp is not None:
                             values.append((stamp - since) * 1000)
+                    if first_audio is not None:
+                        tally.first_audio_when.append((since, (first_audio - since) * 1000))
                     return True
 
     async def drain(self, tally: Tally) -> None:
@@ -364,6 +375,25 @@ async def _worker_report(http: httpx.AsyncClient, base: str) -> dict[str, Any]:
     return {"url": base, "turns": turns, "capacity": capacity}
 
 
+def channel_report(tally: Tally, started: float) -> dict[str, Any]:
+    """One kind of session's figures; ``started``: the run's start, on the same clock."""
+    timeline = [(round(asked - started, 1), round(ms, 1)) for asked, ms in tally.first_audio_when]
+    return {
+        "turns_done": tally.done,
+        "first_text_ms": summary(tally.first_text_ms),
+        "first_audio_ms": summary(tally.first_audio_ms),
+        "first_audio_after_busy_start_ms": summary(
+            [ms for at, ms in timeline if at >= BUSY_START_S]
+        ),
+        "first_audio_timeline": timeline,
+        "ack_audio_ms": summary(tally.ack_audio_ms),
+        "done_ms": summary(tally.done_ms),
+        "replies_with_gap": tally.replies_with_gap,
+        "gap_ms": summary(tally.gap_ms),
+        "gap_after_ms": summary(tally.gap_after_ms),
+    }
+
+
 def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
@@ -441,30 +471,15 @@ async def run_load(
         "cut_at_end": typed.cut_at_end + voiced.cut_at_end,
         "failures": len(failures),
         "failure_details": failures[:50],
-        "typed": {
-            "turns_done": typed.done,
-            "first_text_ms": summary(typed.first_text_ms),
-            "first_audio_ms": summary(typed.first_audio_ms),
-            "ack_audio_ms": summary(typed.ack_audio_ms),
-            "done_ms": summary(typed.done_ms),
-            "replies_with_gap": typed.replies_with_gap,
-            "gap_ms": summary(typed.gap_ms),
-            "gap_after_ms": summary(typed.gap_after_ms),
-        },
-        "voice": {
-            "turns_done": voiced.done,
-            "first_text_ms": summary(voiced.first_text_ms),
-            "first_audio_ms": summary(voiced.first_audio_ms),
-            "ack_audio_ms": summary(voiced.ack_audio_ms),
-            "done_ms": summary(voiced.done_ms),
-            "replies_with_gap": voiced.replies_with_gap,
-            "gap_ms": summary(voiced.gap_ms),
-            "gap_after_ms": summary(voiced.gap_after_ms),
-        },
+        "typed": channel_report(typed, started),
+        "voice": channel_report(voiced, started),
         "refused": {
             "typed": len(typed.refused_in_ms),
             "voice": len(voiced.refused_in_ms),
             "told_in_ms": summary(refused),
+            "typed_told_in_ms": summary(typed.refused_in_ms),
+            # from when Eva heard the person pause (speech.stopped): she cannot know before
+            "voice_told_in_ms": summary(voiced.refused_in_ms),
         },
         "workers": split,
         "server_rss": memory_report(rss),
@@ -477,6 +492,7 @@ async def run_load(
 def markdown(report: dict[str, Any]) -> str:
     s = report["sessions"]
     memory = report["server_rss"]
+    refused = report["refused"]
     lines = [
         f"# eva loadtest ({report['form']})",
         "",
@@ -487,7 +503,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- failures: {report['failures']}",
         f'- refused ("busy", asked again after Retry-After): {report["refused"]["typed"]} '
         f"typed, {report['refused']['voice']} voice; told in "
-        f"{_brief(report['refused']['told_in_ms'])}",
+        f"{_brief(refused['told_in_ms'])} (typed {_brief(refused.get('typed_told_in_ms', {}))}; "
+        f"voice, from the pause heard, {_brief(refused.get('voice_told_in_ms', {}))})",
     ]
     for worker in report.get("workers", []):
         capacity = worker["capacity"]
@@ -521,7 +538,9 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for kind in ("typed", "voice"):
-        for measure in ("first_text_ms", "first_audio_ms", "ack_audio_ms", "done_ms"):
+        measures = ("first_text_ms", "first_audio_ms", "first_audio_after_busy_start_ms",
+                    "ack_audio_ms", "done_ms")  # fmt: skip
+        for measure in measures:
             v = report[kind][measure]
             if v.get("n"):
                 lines.append(

@@ -6,21 +6,23 @@ start and which are refused; ``eva.conversation.turn_gate`` drives it from async
 - **Capacity.** The model serves up to ``slots`` turns at once (llama-server's slots), but
   every turn it batches slows the others: on two cores four at once take several times as
   long to their first audio as one alone. So the turns let in at once (``limit``) adapt to
-  the latency target, additive increase and multiplicative decrease as TCP's congestion
-  window does: a turn whose first output came later than ``target_s`` after it asked
-  shrinks the limit, one in time grows it; so does a reply whose speech ran dry before it
-  was all made (a gap the listener hears: the turns at once are more than the machine
-  speaks in real time). A turn that would wait longer than
-  ``max_wait_s`` for its place is refused at once with the seconds after which it would
-  not, instead of queueing for minutes: a person told "busy, try in 3 s" can act; one left
-  in silence cannot. An admitted turn is promised its place within ``max_wait_s`` and
-  gets it then even beyond the limit (up to ``slots``), so the promise holds when holds
-  run long or the limit shrinks after it was made. The wait is estimated from how long
-  turns have recently held a place, as TCP estimates round trips: a smoothed mean and
-  deviation (``hold_bound_s``).
+  the latency target as TCP's congestion window does. The limit starts at one (slow start:
+  a whole place more for each turn in time, until the first late one). A turn whose first
+  output came later than ``target_s`` after it asked shrinks it, and so does a reply whose
+  speech ran dry before it was all made (a gap the listener hears: more turns at once than
+  the machine speaks in real time). A turn well in time grows it, if it ran with every
+  place taken (RFC 7661's validation: a turn beside fewer says nothing about one more).
+  A turn that would wait longer than ``max_wait_s`` for its place is refused at once with
+  the seconds after which it would not, instead of queueing for minutes: a person told
+  "busy, try in 3 s" can act; one left in silence cannot. An admitted turn is promised its
+  place within ``max_wait_s`` and gets it then even beyond the limit (up to ``slots``), so
+  the promise holds when holds run long or the limit shrinks after it was made. The wait
+  is estimated from how long turns have recently held a place, as TCP estimates round
+  trips: a smoothed mean and deviation (``hold_bound_s``).
 - **Spoken before typed.** A person speaking waits in silence; a typed turn's reader sees
-  the words arrive. A spoken turn goes before every waiting typed one, and may take one
-  place beyond the limit (``SPOKEN_EXTRA_PLACES``), the model's slots allowing.
+  the words arrive. A spoken turn goes before every waiting typed one. While someone has
+  spoken lately, typed turns leave one of the limit's places free for the next spoken turn,
+  and a spoken turn may always run beside one other (``SPOKEN_PLACES_AT_LEAST``).
 - **Fair between people.** Within a channel, turns are ordered by start-time fair queueing
   over owners (a user, or a session when there is no user): each turn's tag is one more
   than its owner's previous tag, and never below the tag of the turn last started. One
@@ -58,10 +60,29 @@ DEFAULT_HOLD_S = 8.0
 # A late turn cuts the limit by this factor; an on-time one adds 1/limit (one place per
 # round of turns in time), as TCP's AIMD.
 LIMIT_DECREASE = 0.75
-# A spoken turn may take this many places beyond the limit (the model's slots allowing).
-# The speaker waits in silence; under saturation typed turns kept every place taken, and
-# going first in line alone left four voice sessions 1-2 turns in 150 s of the load test.
-SPOKEN_EXTRA_PLACES = 1
+# Slow start, as TCP's: a process that has timed no turn yet lets this many in at once, and
+# each turn in time adds a whole place until the first late one (or gap) cuts the limit.
+# Starting at the model's slots, the load test's first four turns, asked together as the
+# sessions connected, were batched and all took 7.3-7.7 s to their first audio: the
+# slowest replies of the run, against p95 4.7 s for the turns after them (docs/scaling.md).
+INITIAL_LIMIT = 1.0
+# The limit grows only on a turn whose first output came within this share of the target,
+# and that ran with every place taken (TCP's congestion window validation, RFC 7661): a
+# turn in time beside fewer others says nothing about one place more. Growing on any turn
+# in time put the limit at three a fifth of the load test, and the turns started at three
+# came 4.6-4.9 s late. Between this and the target the limit holds.
+GROW_WITHIN = 0.8
+# A speaker's place is kept from typed turns rather than added on top of the limit. The
+# speaker waits in silence; under saturation typed turns kept every place taken, and going
+# first in line alone left four voice sessions 1-2 turns in 150 s of the load test. A place
+# beyond the limit (as before) made three replies at once on two cores, whose first audio
+# came 3-5 s late and whose speech ran dry: the cores write only about 2.5 replies as fast
+# as they are spoken. So while someone has spoken recently, typed turns leave one of the
+# limit's places free, and a spoken turn may always run beside one other.
+SPOKEN_PLACES_AT_LEAST = 2
+# A spoken turn this recent means a person is talking with Eva by voice and will speak
+# again soon: the load test's voice conversations ask every 10-20 s (speak, hear the reply).
+SPEAKER_AROUND_S = 30.0
 
 
 @dataclass(eq=False)
@@ -77,6 +98,7 @@ class Ticket:
     started_at: float | None = None
     measured: bool = False  # its first output was timed
     shrank: bool = False  # it cut the limit (late, or its speech ran dry)
+    crowd: int = 0  # the most turns holding the model, itself included, before its output
     shared: bool = False  # others held or waited for the model when it was admitted
 
 
@@ -93,37 +115,50 @@ class FairTurnQueue:
     target_s: float = math.inf  # first output after asking; inf: never shrink the limit
     hold_s: float = DEFAULT_HOLD_S
     hold_dev_s: float = DEFAULT_HOLD_S / 2  # RFC 6298's first RTTVAR: half the first mean
-    limit: float = 0.0  # turns let in at once, 1..slots; starts at slots
+    limit: float = 0.0  # turns let in at once, 1..slots (all of them without a target)
+    slow_start: bool = True  # no turn has cut the limit yet
     running: set[Ticket] = field(default_factory=set)
     waiting: list[Ticket] = field(default_factory=list)
     _last_tag: dict[str, float] = field(default_factory=dict)
     _virtual: float = 0.0  # the tag of the turn last started
+    _spoken_at: float = -math.inf  # when a spoken turn last asked
     _arrivals: int = 0
 
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError(f"slots must be >= 1, got {self.slots}")
-        self.limit = self.limit or float(self.slots)
+        if not self.limit:
+            adapts = math.isfinite(self.target_s)
+            self.limit = min(float(self.slots), INITIAL_LIMIT) if adapts else float(self.slots)
 
     @property
     def places(self) -> int:
         """Turns that may hold the model at once now."""
         return max(1, min(self.slots, int(self.limit)))
 
-    def places_for(self, channel: Channel) -> int:
-        """Turns that may hold the model at once when the next is of ``channel``."""
-        extra = SPOKEN_EXTRA_PLACES if channel is Channel.SPOKEN else 0
-        return min(self.slots, self.places + extra)
+    def places_for(self, channel: Channel, now: float) -> int:
+        """Turns that may hold the model at once when the next is of ``channel``: a spoken
+        one may run beside another whatever the limit, and typed ones leave a place free
+        for the next spoken turn while someone speaks to Eva."""
+        if channel is Channel.SPOKEN:
+            return min(self.slots, max(self.places, SPOKEN_PLACES_AT_LEAST))
+        if now - self._spoken_at < SPEAKER_AROUND_S:
+            return max(1, self.places - 1)
+        return self.places
 
     def first_output(self, ticket: Ticket, now: float) -> None:
-        """The turn's first audio (or text) is out: was it in time? Adapts ``limit``."""
+        """The turn's first audio (or text) is out: was it in time? Adapts ``limit``: a
+        late turn shrinks it; one well in time grows it, if it ran with every place of the
+        limit taken (only then does it say the limit is not too many)."""
         if ticket.measured:
             return
         ticket.measured = True
-        if now - ticket.asked_at > self.target_s:
+        waited = now - ticket.asked_at
+        if waited > self.target_s:
             self._shrink(ticket)
-        else:
-            self.limit = min(float(self.slots), self.limit + 1.0 / self.limit)
+        elif waited <= GROW_WITHIN * self.target_s and ticket.crowd >= self.places:
+            grow = 1.0 if self.slow_start else 1.0 / self.limit
+            self.limit = min(float(self.slots), self.limit + grow)
 
     def speech_ran_dry(self, ticket: Ticket) -> None:
         """The turn's reply was made slower than it plays: the listener heard a gap.
@@ -133,6 +168,7 @@ class FairTurnQueue:
     def _shrink(self, ticket: Ticket) -> None:
         if not ticket.shrank:
             ticket.shrank = True
+            self.slow_start = False
             self.limit = max(1.0, self.limit * LIMIT_DECREASE)
 
     def ask(self, owner: str, channel: Channel, now: float) -> Ticket | Refusal:
@@ -154,6 +190,8 @@ class FairTurnQueue:
         return self._refusal(self._candidate(owner, channel, now), now)
 
     def _candidate(self, owner: str, channel: Channel, now: float) -> Ticket:
+        if channel is Channel.SPOKEN:  # asked or only checked: someone speaks to Eva
+            self._spoken_at = now
         tag = max(self._virtual, self._last_tag.get(owner, 0.0)) + 1.0
         return Ticket(owner, channel, tag, self._arrivals, asked_at=now)
 
@@ -186,7 +224,7 @@ class FairTurnQueue:
         past that, a deviation from now."""
         mine = self._order(ticket, now)
         ahead = sum(1 for other in self.waiting if self._order(other, now) < mine)
-        places = self.places_for(ticket.channel)
+        places = self.places_for(ticket.channel, now)
         if len(self.running) + ahead < places:
             return 0.0
         starts = [t.started_at for t in self.running if t.started_at is not None]
@@ -209,20 +247,21 @@ class FairTurnQueue:
         turn must not wait longer than it was promised."""
         started: list[Ticket] = []
         while self.waiting and len(self.running) < self.slots:
-            candidates = self.waiting
-            if len(self.running) >= self.places:
-                candidates = [
-                    waiting
-                    for waiting in self.waiting
-                    if waiting.due_at <= now or len(self.running) < self.places_for(waiting.channel)
-                ]
-                if not candidates:
-                    break
+            candidates = [
+                turn
+                for turn in self.waiting
+                if turn.due_at <= now or len(self.running) < self.places_for(turn.channel, now)
+            ]
+            if not candidates:
+                break
             ticket = min(candidates, key=lambda waiting: self._order(waiting, now))
             self.waiting.remove(ticket)
             ticket.started_at = now
             self._virtual = max(self._virtual, ticket.tag)
             self.running.add(ticket)
+            for other in self.running:
+                if not other.measured:
+                    other.crowd = max(other.crowd, len(self.running))
             started.append(ticket)
         return started
 

@@ -341,10 +341,10 @@ class Conversation:
         """Whether a transcription nobody waits for (a partial one, to show the words as
         they are spoken) may run now. Not while another is queued or running: the STT
         thread is shared, and a final transcript, which a reply waits for, must not queue
-        behind it. Nor while the model has all the turns it should run at once: the
-        cores are the model's then."""
-        gate = self.gate.capacity()
-        return self._transcribing == 0 and gate.turns_running < gate.turns_limit
+        behind it. Nor while the model writes any turn: the cores are the model's then (a
+        partial takes both for 0.4-1.3 s under load, and the load test's first turn, its
+        prompt evaluated beside four sessions' partials, waited 5.7 s for its first word)."""
+        return self._transcribing == 0 and self.gate.capacity().turns_running == 0
 
     async def transcribe(self, audio: Float32Audio) -> TimedTranscript:
         started = time.monotonic()

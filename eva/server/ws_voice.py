@@ -25,7 +25,7 @@ from eva.conversation.admission import Channel
 from eva.conversation.end_of_turn import TurnPolicy
 from eva.conversation.listener import ListenerConfig, TurnDetector
 from eva.conversation.reply import ReplyHandle
-from eva.conversation.service import Conversation
+from eva.conversation.service import Conversation, turn_owner
 from eva.conversation.session import (
     ClearOutput,
     Command,
@@ -139,6 +139,8 @@ class VoiceSession:
         )  # fmt: skip
         self.greeting: str | None = None  # said first, when a known person comes back
         self._work: set[asyncio.Task[Any]] = set()  # transcriptions, judgements, lines
+        # Told "busy, come back in N s": what is said before then is not answered.
+        self._refused_until = 0.0
         # Reply id → the reply and the task saying it.
         self._speaking: dict[str, tuple[ReplyHandle, asyncio.Task[None]]] = {}
         self._lines: asyncio.Task[None] | None = None
@@ -253,8 +255,15 @@ class VoiceSession:
             if isinstance(command, Send):
                 await self.out.json(command.event)
             elif isinstance(command, Transcribe):
-                if command.purpose == "partial" and not self.service.can_spare_transcription():
+                if command.purpose == "partial" and (
+                    not self.service.can_spare_transcription()
+                    or time.monotonic() < self._refused_until  # words that go unanswered
+                ):
                     # Shed first under load: words on screen are a nicety nobody waits for.
+                    await self._apply(self.core.transcribed(command.job, "", 0.0, time.monotonic()))
+                    continue
+                if command.purpose == "turn" and await self._refused_before_transcribing():
+                    # Nothing to answer, as for a cough: the person was told to come back.
                     await self._apply(self.core.transcribed(command.job, "", 0.0, time.monotonic()))
                     continue
                 self._spawn(self._transcribe(command.job, command.audio))
@@ -276,6 +285,23 @@ class VoiceSession:
             elif isinstance(command, ClearOutput):
                 self.output.clear()
         self._deadline_changed.set()
+
+    async def _refused_before_transcribing(self) -> bool:
+        """A spoken turn Eva would refuse is refused as soon as the person pauses: told at
+        once, rather than after its words were transcribed (0.3-1 s under load), and the
+        transcription, a third of the two cores under load, is not spent on it. Once told,
+        the person is not answered before the time they were told to come back at: told
+        at a pause inside a sentence, the rest of it is not answered either."""
+        now = time.monotonic()
+        if now < self._refused_until:
+            return True
+        try:
+            self.service.check_admission(turn_owner(self.session_id, None), Channel.SPOKEN)
+        except ServerBusyError as exc:
+            self._refused_until = now + exc.retry_after_s
+            await self.out.json(busy_event(exc))
+            return True
+        return False
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -365,6 +391,8 @@ class VoiceSession:
                     item = await anext(items)
         except ServerBusyError as exc:  # refused before it began: nothing was said
             failed = True
+            if reply.speech_end_at is not None:  # spoken: not answered before the retry
+                self._refused_until = time.monotonic() + exc.retry_after_s
             await self.out.json(busy_event(exc))
         except EngineError as exc:
             failed = True

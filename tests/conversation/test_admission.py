@@ -125,8 +125,54 @@ def test_a_refused_person_is_first_in_line_once_admitted() -> None:
     assert isinstance(again, Refusal) or again in queue.waiting
 
 
-def test_late_first_outputs_let_fewer_turns_in_at_once_and_timely_ones_more() -> None:
+def _together(queue: FairTurnQueue, owners: list[str], now: float) -> list[Ticket]:
+    """Turns asked and started at the same moment, all of them."""
+    tickets = [_ticket(queue, owner, now=now) for owner in owners]
+    assert queue.start_next(now) == tickets
+    return tickets
+
+
+def test_a_new_queue_lets_one_turn_in_and_a_whole_place_more_per_full_turn_in_time() -> None:
     queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0)
+    assert queue.places == 1  # nothing timed yet: one at a time
+    (alone,) = _together(queue, ["a"], 0.0)
+    queue.first_output(alone, 1.0)
+    queue.finish(alone, 1.0)
+    assert queue.places == 2  # slow start: a whole place for a full turn in time
+    pair = _together(queue, ["b", "c"], 2.0)
+    for ticket in pair:
+        queue.first_output(ticket, 3.0)
+        queue.finish(ticket, 3.0)
+    assert queue.places == 3  # the second of the pair did not fill a limit of three
+    trio = _together(queue, ["d", "e", "f"], 4.0)
+    queue.first_output(trio[0], 10.0)  # late: slow start is over
+    assert queue.limit == 3 * LIMIT_DECREASE and not queue.slow_start
+    for ticket in trio:
+        queue.finish(ticket, 10.0)
+    pair = _together(queue, ["g", "h"], 20.0)
+    queue.first_output(pair[0], 21.0)  # now 1/limit for a full turn in time
+    assert queue.limit == pytest.approx(3 * LIMIT_DECREASE + 1 / (3 * LIMIT_DECREASE))
+
+
+def test_a_turn_in_time_grows_the_limit_only_if_it_filled_it_and_was_well_in_time() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0, limit=2.0, slow_start=False)
+    (alone,) = _together(queue, ["a"], 0.0)
+    queue.first_output(alone, 0.5)  # in time, but beside nobody: says nothing about two
+    queue.finish(alone, 1.0)
+    assert queue.limit == 2.0
+    pair = _together(queue, ["b", "c"], 2.0)
+    queue.first_output(pair[0], 2.0 + 0.9 * 2.0)  # full, in time but close to the target
+    assert queue.limit == 2.0
+    queue.first_output(pair[1], 3.0)  # full and well in time
+    assert queue.limit == 2.5
+
+
+def test_without_a_latency_target_every_slot_is_a_place_from_the_start() -> None:
+    assert FairTurnQueue(slots=4, max_wait_s=100).places == 4
+
+
+def test_late_first_outputs_let_fewer_turns_in_at_once_and_timely_ones_more() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0, limit=4.0, slow_start=False)
     assert queue.places == 4
     for n in range(6):  # four at once were slow to their first audio
         ticket = _ticket(queue, f"p{n}", now=0.0)
@@ -137,15 +183,19 @@ def test_late_first_outputs_let_fewer_turns_in_at_once_and_timely_ones_more() ->
     assert queue.places == 1
     tickets = [_ticket(queue, f"q{n}", now=10.0) for n in range(2)]
     assert queue.start_next(10.0) == tickets[:1]  # one at a time now
-    for n in range(12):  # in time: room grows back, one place per round
-        ticket = _ticket(queue, f"r{n}", now=20.0)
-        queue.first_output(ticket, 21.0)
+    for ticket in tickets:
+        queue.finish(ticket, 11.0)
+    for round_ in range(8):  # full rounds in time: room grows back, one place per round
+        now = 20.0 + round_
+        for ticket in _together(queue, [f"r{round_}.{n}" for n in range(queue.places)], now):
+            queue.first_output(ticket, now + 0.5)
+            queue.finish(ticket, now + 0.5)
     assert queue.places >= 3
 
 
 def test_a_reply_whose_speech_ran_dry_lets_fewer_turns_in_once_even_when_also_late() -> None:
     queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0)
-    timely = _ticket(queue, "a", now=0.0)
+    (timely,) = _together(queue, ["a"], 0.0)
     queue.first_output(timely, 1.0)  # in time ...
     grown = queue.limit
     queue.speech_ran_dry(timely)  # ... but its speech stopped mid-reply
@@ -227,12 +277,29 @@ def test_a_turn_admitted_while_others_use_the_model_is_marked_shared() -> None:
     queue.finish(alone, 1.0)
 
 
-def test_a_spoken_turn_takes_one_place_beyond_the_limit_and_a_typed_one_does_not() -> None:
-    queue = FairTurnQueue(slots=4, max_wait_s=1.0, hold_s=5.0, hold_dev_s=0.0, limit=2.0)
-    for owner in ("a", "b"):
-        _ticket(queue, owner)
+def test_a_spoken_turn_runs_beside_another_even_when_the_limit_is_one() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=1.0, hold_s=5.0, hold_dev_s=0.0, limit=1.0)
+    _ticket(queue, "typist")
     queue.start_next(0.0)
-    assert isinstance(queue.ask("typist", Channel.TYPED, 0.0), Refusal)
+    assert isinstance(queue.ask("second typist", Channel.TYPED, 0.0), Refusal)
     speaker = _ticket(queue, "speaker", Channel.SPOKEN)
     assert queue.start_next(0.0) == [speaker]
     assert isinstance(queue.ask("second speaker", Channel.SPOKEN, 0.0), Refusal)
+
+
+def test_while_someone_speaks_typed_turns_leave_one_place_free_for_the_next_spoken_turn() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=1.0, hold_s=5.0, hold_dev_s=0.0, limit=3.0)
+    first = _ticket(queue, "speaker", Channel.SPOKEN)
+    queue.start_next(0.0)
+    queue.finish(first, 1.0)
+    typists = [_ticket(queue, f"t{n}", now=2.0) for n in range(2)]
+    assert queue.start_next(2.0) == typists
+    assert isinstance(queue.ask("third typist", Channel.TYPED, 2.0), Refusal)  # kept free
+    speaker = _ticket(queue, "speaker", Channel.SPOKEN, now=3.0)
+    assert queue.start_next(3.0) == [speaker]  # ... for the speaker, within the limit
+    assert isinstance(queue.ask("second speaker", Channel.SPOKEN, 3.0), Refusal)
+    for ticket in [*typists, speaker]:
+        queue.finish(ticket, 4.0)
+    # Nobody has spoken for a while: typed turns have every place again.
+    later = [_ticket(queue, f"u{n}", now=40.0) for n in range(3)]
+    assert queue.start_next(40.0) == later

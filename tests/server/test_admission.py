@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
+from eva.conversation.admission import Channel, Ticket
 from eva.engines.runtime import Engines
 from tests.server.servers import StartServer, servers_for_a_test
+from tests.server.ws_client import VoiceClient, silence, speech
 from tests.support import ServerThread
 
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -53,6 +57,36 @@ async def test_turns_beyond_what_the_model_serves_in_time_are_refused_at_once_wi
     families = {f.name: f for f in text_string_to_metric_families(metrics)}
     counted = {s.labels["kind"]: s.value for s in families["eva_admission_refusals"].samples}
     assert counted["turn"] == len(refused)
+
+
+async def test_a_spoken_turn_eva_cannot_take_is_refused_at_the_pause_without_transcribing_it(
+    start: StartServer, engines: Engines
+) -> None:
+    # No wait allowed, every slot a place from the start (no latency target to adapt to),
+    # and every place held, as by turns in flight, for as long as the test needs.
+    server = start(max_turn_wait_s=0, first_audio_target_s=0)
+    queue = server.server.config.app.state.conversation.gate.queue
+    held = [queue.ask(f"holder {n}", Channel.TYPED, time.monotonic()) for n in range(queue.slots)]
+    assert len(queue.start_next(time.monotonic())) == queue.slots
+    client = await VoiceClient.connect(server.base_url)
+    await client.wait_for("session.created")
+    said = speech(engines, "Could you tell me what time the museum opens tomorrow?")
+    await client.stream(np.concatenate([silence(0.3), said, silence(1.0)]))
+    busy = await client.wait_for("error", within=10)
+    for ticket in held:
+        assert isinstance(ticket, Ticket)
+        queue.finish(ticket, time.monotonic())
+    # Free again, but what is said before the time the person was told to come back at
+    # is not answered: told at a pause inside a sentence, the rest of it is not either.
+    await client.stream(np.concatenate([speech(engines, "And one more thing."), silence(1.5)]))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        transcribed = (await http.get("/stats")).json()["stages"].get("stt_ms", {})
+    assert busy["code"] == "busy" and busy["retry_after_s"] >= 1
+    told = next(r for r in client.received if r.event is not None and r.event["type"] == "error")
+    assert told.at - client.first("speech.stopped").at < 0.1
+    assert not client.events("transcript.final") and not client.events("response.created")
+    assert transcribed.get("count", 0) == 0  # neither the turn nor a partial of it
+    await client.close()
 
 
 async def test_a_conversation_beyond_the_cap_is_told_busy_and_the_balancer_sees_it_full(
