@@ -94,6 +94,7 @@ class Ticket:
     tag: float
     order: int  # arrival, to break ties
     asked_at: float = 0.0
+    waiting_since: float = 0.0  # when the person began to wait (a speaker: speech's end)
     due_at: float = math.inf  # it starts by then, whatever the limit (slots allowing)
     started_at: float | None = None
     measured: bool = False  # its first output was timed
@@ -153,7 +154,7 @@ class FairTurnQueue:
         if ticket.measured:
             return
         ticket.measured = True
-        waited = now - ticket.asked_at
+        waited = now - ticket.waiting_since
         if waited > self.target_s:
             self._shrink(ticket)
         elif waited <= GROW_WITHIN * self.target_s and ticket.crowd >= self.places:
@@ -171,9 +172,15 @@ class FairTurnQueue:
             self.slow_start = False
             self.limit = max(1.0, self.limit * LIMIT_DECREASE)
 
-    def ask(self, owner: str, channel: Channel, now: float) -> Ticket | Refusal:
-        """A place for a new turn, or why not and when to come back."""
+    def ask(
+        self, owner: str, channel: Channel, now: float, waiting_since: float | None = None
+    ) -> Ticket | Refusal:
+        """A place for a new turn, or why not and when to come back. ``waiting_since``:
+        when the person began to wait for it, if before now (a speaker waits from the end
+        of their speech, the transcription included); its first output is timed from then."""
         ticket = self._candidate(owner, channel, now)
+        if waiting_since is not None:
+            ticket.waiting_since = min(now, waiting_since)
         refusal = self._refusal(ticket, now)
         if refusal is not None:
             return refusal
@@ -193,7 +200,7 @@ class FairTurnQueue:
         if channel is Channel.SPOKEN:  # asked or only checked: someone speaks to Eva
             self._spoken_at = now
         tag = max(self._virtual, self._last_tag.get(owner, 0.0)) + 1.0
-        return Ticket(owner, channel, tag, self._arrivals, asked_at=now)
+        return Ticket(owner, channel, tag, self._arrivals, asked_at=now, waiting_since=now)
 
     def _order(self, ticket: Ticket, now: float) -> tuple[int, int, float, int]:
         """Spoken first, then typed turns that have waited past what they were promised

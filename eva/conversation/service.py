@@ -145,6 +145,7 @@ class Conversation:
         sampling: Sampling = COMPANION_SAMPLING,
         channel: Channel = Channel.TYPED,
         owner: str | None = None,
+        waiting_since: float | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Stream the reply to ``user_text`` and save the turn before its TurnDone.
 
@@ -156,8 +157,10 @@ class Conversation:
         returns it as it should be stored (say, cut to the audio actually sent), or None to
         save nothing (a speculative reply the person talked over). ``instructions`` (an API
         client's) follow the persona's; ``max_tokens`` can only shorten Eva's bound.
+        ``waiting_since`` (time.monotonic): when the person began to wait, if before now (a
+        speaker, from the end of their speech); admission's latency target counts from then.
         """
-        ticket = self.gate.admit(owner or turn_owner(session_id, None), channel)
+        ticket = self.gate.admit(owner or turn_owner(session_id, None), channel, waiting_since)
         try:
             async for event in self._reply(
                 session_id, user_text, voice_id, audio, control, timer, settle,
@@ -342,8 +345,7 @@ class Conversation:
         they are spoken) may run now. Not while another is queued or running: the STT
         thread is shared, and a final transcript, which a reply waits for, must not queue
         behind it. Nor while the model writes any turn: the cores are the model's then (a
-        partial takes both for 0.4-1.3 s under load, and the load test's first turn, its
-        prompt evaluated beside four sessions' partials, waited 5.7 s for its first word)."""
+        partial takes both for 0.4-1.3 s under load, beside a reply's opening)."""
         return self._transcribing == 0 and self.gate.capacity().turns_running == 0
 
     async def transcribe(self, audio: Float32Audio) -> TimedTranscript:

@@ -92,10 +92,11 @@ class TurnGate:
         """ServerBusyError if a turn asked for now would be refused; queues nothing."""
         self._refuse_if(self.queue.would_refuse(owner, channel, self._clock()))
 
-    def admit(self, owner: str, channel: Channel) -> Ticket:
-        """A place in the queue for one turn, or ServerBusyError at once."""
+    def admit(self, owner: str, channel: Channel, waiting_since: float | None = None) -> Ticket:
+        """A place in the queue for one turn, or ServerBusyError at once. ``waiting_since``
+        (this gate's clock): when the person began to wait, if before now."""
         self._refuse_if(None)  # draining
-        answer = self.queue.ask(owner, channel, self._clock())
+        answer = self.queue.ask(owner, channel, self._clock(), waiting_since)
         self._refuse_if(answer)
         assert isinstance(answer, Ticket)
         self._grants[answer] = asyncio.get_running_loop().create_future()

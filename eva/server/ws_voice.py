@@ -441,6 +441,7 @@ class VoiceSession:
             instructions=self.instructions,
             max_tokens=self.max_tokens,
             channel=Channel.TYPED if reply.speech_end_at is None else Channel.SPOKEN,
+            waiting_since=reply.speech_end_at,  # the admission's target is the person's wait
         )
 
     async def _line_items(self, reply: ReplyHandle, text: str) -> AsyncIterator[TurnEvent]:

@@ -167,6 +167,15 @@ def test_a_turn_in_time_grows_the_limit_only_if_it_filled_it_and_was_well_in_tim
     assert queue.limit == 2.5
 
 
+def test_a_speakers_turn_is_timed_from_when_they_began_to_wait_not_from_its_asking() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0, limit=2.0, slow_start=False)
+    heard = queue.ask("speaker", Channel.SPOKEN, 10.0, waiting_since=9.0)  # transcribed 1 s
+    assert isinstance(heard, Ticket)
+    queue.start_next(10.0)
+    queue.first_output(heard, 11.5)  # 1.5 s after asking, 2.5 s after the person stopped
+    assert queue.limit == 2.0 * LIMIT_DECREASE
+
+
 def test_without_a_latency_target_every_slot_is_a_place_from_the_start() -> None:
     assert FairTurnQueue(slots=4, max_wait_s=100).places == 4
 
