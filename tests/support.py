@@ -27,6 +27,11 @@ def free_port() -> int:
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a test server. Its admission has no latency target unless a test sets
+    one: a limit adapted to how fast turns happen to run on a shared CI machine would refuse
+    turns in tests about something else. The adaptation is tested on a virtual clock
+    (tests/conversation/test_admission.py) and under load by ``eva loadtest``."""
+    overrides.setdefault("first_audio_target_s", 0)
     return Settings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
 
 

@@ -6,7 +6,7 @@ start and which are refused; ``eva.conversation.turn_gate`` drives it from async
 - **Capacity.** The model serves up to ``slots`` turns at once (llama-server's slots), but
   every turn it batches slows the others: on two cores four at once take several times as
   long to their first audio as one alone. So the turns let in at once (``limit``) adapt to
-  the latency target as TCP's congestion window does. The limit starts at one (slow start:
+  the latency target as TCP's congestion window does. The limit starts at two (slow start:
   a whole place more for each turn in time, until the first late one). A turn whose first
   output came later than ``target_s`` after it asked shrinks it, and so does a reply whose
   speech ran dry before it was all made (a gap the listener hears: more turns at once than
@@ -57,20 +57,23 @@ HOLD_DEVIATIONS = 2.0
 # cores held the model 6-20 s (docs/scaling.md). A shorter guess let a busy start admit
 # turns that then waited 6-10 s for a place. Learnt within a few turns.
 DEFAULT_HOLD_S = 8.0
-# A late turn cuts the limit by this factor; an on-time one adds 1/limit (one place per
-# round of turns in time), as TCP's AIMD.
+# A late turn cuts the limit by this factor; one in time adds 1/limit (one place per round
+# of turns in time; see GROW_WITHIN for which count), as TCP's AIMD.
 LIMIT_DECREASE = 0.75
 # Slow start, as TCP's: a process that has timed no turn yet lets this many in at once, and
 # each turn in time adds a whole place until the first late one (or gap) cuts the limit.
 # Starting at the model's slots, the load test's first four turns, asked together as the
 # sessions connected, were batched and all took 7.3-7.7 s to their first audio: the
 # slowest replies of the run, against p95 4.7 s for the turns after them (docs/scaling.md).
-INITIAL_LIMIT = 1.0
+# Two, not one: two people talking to a fresh Eva at once are both answered (two at once
+# on two cores reach their first audio in 1.5-2.5 s), where one would tell the second to
+# come back in some 15 s.
+INITIAL_LIMIT = 2.0
 # The limit grows only on a turn whose first output came within this share of the target,
 # and that ran with every place taken (TCP's congestion window validation, RFC 7661): a
 # turn in time beside fewer others says nothing about one place more. Growing on any turn
-# in time put the limit at three a fifth of the load test, and the turns started at three
-# came 4.6-4.9 s late. Between this and the target the limit holds.
+# in time put the limit at three a fifth of a load run, and the turns started at three
+# had their first audio 5.6-5.8 s after asking. Between this and the target it holds.
 GROW_WITHIN = 0.8
 # A speaker's place is kept from typed turns rather than added on top of the limit. The
 # speaker waits in silence; under saturation typed turns kept every place taken, and going
@@ -113,7 +116,7 @@ class Refusal:
 class FairTurnQueue:
     slots: int
     max_wait_s: float
-    target_s: float = math.inf  # first output after asking; inf: never shrink the limit
+    target_s: float = math.inf  # first output after the person began to wait; inf: no target
     hold_s: float = DEFAULT_HOLD_S
     hold_dev_s: float = DEFAULT_HOLD_S / 2  # RFC 6298's first RTTVAR: half the first mean
     limit: float = 0.0  # turns let in at once, 1..slots (all of them without a target)

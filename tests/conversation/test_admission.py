@@ -132,18 +132,18 @@ def _together(queue: FairTurnQueue, owners: list[str], now: float) -> list[Ticke
     return tickets
 
 
-def test_a_new_queue_lets_one_turn_in_and_a_whole_place_more_per_full_turn_in_time() -> None:
+def test_a_new_queue_lets_two_turns_in_and_a_whole_place_more_per_full_turn_in_time() -> None:
     queue = FairTurnQueue(slots=4, max_wait_s=100, target_s=2.0)
-    assert queue.places == 1  # nothing timed yet: one at a time
+    assert queue.places == 2  # nothing timed yet: two at once
     (alone,) = _together(queue, ["a"], 0.0)
     queue.first_output(alone, 1.0)
     queue.finish(alone, 1.0)
-    assert queue.places == 2  # slow start: a whole place for a full turn in time
+    assert queue.places == 2  # in time, but beside nobody: says nothing about two
     pair = _together(queue, ["b", "c"], 2.0)
     for ticket in pair:
         queue.first_output(ticket, 3.0)
         queue.finish(ticket, 3.0)
-    assert queue.places == 3  # the second of the pair did not fill a limit of three
+    assert queue.places == 3  # slow start: a whole place; the second did not fill three
     trio = _together(queue, ["d", "e", "f"], 4.0)
     queue.first_output(trio[0], 10.0)  # late: slow start is over
     assert queue.limit == 3 * LIMIT_DECREASE and not queue.slow_start
