@@ -90,7 +90,7 @@ async def _chat_loop(settings: Settings, user_id: str | None = None) -> None:
 
     print("loading models...", flush=True)
     engines = await asyncio.to_thread(
-        Engines.load, settings, _say_progress, load_persona(settings).prompt
+        Engines.load, settings, _say_progress, load_persona(settings).prefix
     )
     store = open_store(settings)
     service = Conversation(settings, engines, store, LatencyStats())

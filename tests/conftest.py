@@ -30,7 +30,7 @@ def engines(eva_settings: Settings) -> Iterator[Engines]:
     from eva.conversation.persona import load_persona
 
     loaded = Engines.load(
-        eva_settings, progress=lambda message: None, system_prompt=load_persona(eva_settings).prompt
+        eva_settings, progress=lambda message: None, prefix=load_persona(eva_settings).prefix
     )
     yield loaded
     loaded.close()

@@ -41,8 +41,8 @@ class SequentialPipeline:
 
     @classmethod
     def load(cls, settings: Settings) -> SequentialPipeline:
-        prompt = load_persona(settings).prompt
-        return cls(settings, Engines.load(settings, lambda _: None, prompt))
+        prefix = load_persona(settings).prefix
+        return cls(settings, Engines.load(settings, lambda _: None, prefix))
 
     def close(self) -> None:
         self.engines.close()

@@ -139,7 +139,7 @@ async def run_brain(brain: str, cases: list[Case], data_dir: Path) -> list[Check
 
     settings = Settings(llm_model=brain, data_dir=data_dir)
     engines = await asyncio.to_thread(
-        Engines.load, settings, lambda _: None, load_persona(settings).prompt
+        Engines.load, settings, lambda _: None, load_persona(settings).prefix
     )
     store = open_store(settings)
     service = Conversation(settings, engines, store, LatencyStats())

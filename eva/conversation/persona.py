@@ -58,6 +58,11 @@ class Persona:
     voice: str = ""
     examples: tuple[ChatMessage, ...] = ()  # user/assistant pairs, in order
 
+    @property
+    def prefix(self) -> tuple[ChatMessage, ...]:
+        """What every new conversation's prompt starts with (eva/conversation/prompt.py)."""
+        return (ChatMessage("system", self.prompt), *self.examples)
+
 
 def _packaged(language: str) -> tuple[str, str]:
     folder = resources.files("eva.conversation") / "personas"

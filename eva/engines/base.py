@@ -151,7 +151,10 @@ class LLMEngine(Protocol):
         """
         ...
 
-    def warm_up(self, system_prompt: str | None = None) -> None: ...
+    # ``prefix``: the messages every turn's prompt starts with (the persona's system prompt
+    # and its example exchanges). An engine with a prompt cache evaluates them ahead, so
+    # that a conversation's first turn evaluates only what follows.
+    def warm_up(self, prefix: Sequence[ChatMessage] = ()) -> None: ...
 
     # Speech is being synthesized: an engine in another process stops computing until
     # ``resume_after_speech`` (one in Eva's process is paused between tokens instead).

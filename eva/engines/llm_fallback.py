@@ -87,11 +87,11 @@ class FallbackLLM:
                     close()
         raise EngineError("every language model backend failed: " + "; ".join(reasons))
 
-    def warm_up(self, system_prompt: str | None = None) -> None:
+    def warm_up(self, prefix: Sequence[ChatMessage] = ()) -> None:
         """Warm every engine that can be; one that fails is logged, the others still serve."""
         for engine in self.engines:
             try:
-                engine.warm_up(system_prompt=system_prompt)
+                engine.warm_up(prefix)
             except EngineError as exc:
                 logger.warning("LLM backend %s failed to warm up: %s", engine.name, exc)
 

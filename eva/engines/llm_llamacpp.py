@@ -118,15 +118,13 @@ class LlamaCppLLM:
                 close()
             self._lock.release()
 
-    def warm_up(self, system_prompt: str | None = None) -> None:
+    def warm_up(self, prefix: Sequence[ChatMessage] = ()) -> None:
         """Run one tiny completion so that the first real turn is not slowed by first use.
 
-        Given the system prompt that turns will start with, its evaluation stays in the KV
-        cache and the first turn only evaluates what follows it.
+        Given the messages that turns will start with, their evaluation stays in the KV
+        cache and the first turn only evaluates what follows them.
         """
-        messages = [ChatMessage("user", "Hi")]
-        if system_prompt:
-            messages.insert(0, ChatMessage("system", system_prompt))
+        messages = [*prefix, ChatMessage("user", "Hi")]
         for _ in self.stream(messages, max_tokens=_WARM_UP_TOKENS, cancel=threading.Event()):
             pass
 

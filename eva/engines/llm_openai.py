@@ -304,7 +304,7 @@ class OpenAICompatibleLLM:
             # RemoteProtocolError, ReadError: the connection broke, often mid-reply
             raise EngineError(f"the connection to {self.base_url} failed: {exc}") from exc
 
-    def warm_up(self, system_prompt: str | None = None) -> None:
+    def warm_up(self, prefix: Sequence[ChatMessage] = ()) -> None:
         """Nothing to do: the server may not be up yet, and that must not stop Eva starting."""
 
     def pause_for_speech(self) -> None:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from eva.config import Settings
 from eva.engines import registry
-from eva.engines.base import EndOfTurnEngine, EngineError, LLMEngine, STTEngine, VADEngine
+from eva.engines.base import (
+    ChatMessage,
+    EndOfTurnEngine,
+    EngineError,
+    LLMEngine,
+    STTEngine,
+    VADEngine,
+)
 from eva.engines.llm_fallback import create_chain
 from eva.engines.threads import EnginePools
 from eva.engines.voices import VoiceCatalog
@@ -52,10 +59,14 @@ class Engines:
 
     @classmethod
     def load(
-        cls, settings: Settings, progress: Progress = log.info, system_prompt: str | None = None
+        cls,
+        settings: Settings,
+        progress: Progress = log.info,
+        prefix: Sequence[ChatMessage] = (),
     ) -> Engines:
-        """Load and warm every engine. ``system_prompt`` (the persona) warms the LLM's prompt
-        cache, so that the first turn only evaluates what follows it."""
+        """Load and warm every engine. ``prefix`` (the persona's system prompt and example
+        exchanges) warms the LLM's prompt cache, so that a conversation's first turn only
+        evaluates what follows it."""
         stt = _timed(
             progress,
             f"speech recognition ({settings.stt_backend}, {settings.stt_model})",
@@ -86,7 +97,7 @@ class Engines:
                 )
             except EngineError as exc:  # Eva still starts: the rule on words decides
                 log.warning("end of turn: the rule on words alone, because %s", exc)
-        _warm(progress, llm, system_prompt=system_prompt)
+        _warm(progress, llm, prefix=prefix)
         for engine in (stt, *tts_engines, vad, end_of_turn):
             if engine is not None:
                 _warm(progress, engine)

@@ -61,7 +61,7 @@ def create_app(
                     loaded = engines
                 else:
                     loaded = await asyncio.to_thread(
-                        Engines.load, settings, progress, load_persona(settings).prompt
+                        Engines.load, settings, progress, load_persona(settings).prefix
                     )
                     owned.append(loaded)
                 app.state.engines = loaded

@@ -445,9 +445,11 @@ class VoiceSession:
         )
 
     async def _line_items(self, reply: ReplyHandle, text: str) -> AsyncIterator[TurnEvent]:
-        """A prepared line, not stored: it answers nothing the person said."""
+        """A prepared line, not stored: it answers nothing the person said. No "mm-hm" to
+        someone told to come back later."""
         pcm = self.service.lines.get(self.voice.id, text)
-        if pcm is None:
+        refused = time.monotonic() < self._refused_until
+        if pcm is None or (refused and reply.purpose == "backchannel"):
             return
         yield TextDelta(text)
         yield AudioChunk(pcm, self.voice.sample_rate, text)

@@ -41,7 +41,7 @@ def _settings(tmp_path: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[LlamaServerLLM]:
     llm = LlamaServerLLM(_settings(tmp_path))
-    llm.warm_up(PERSONA)
+    llm.warm_up([ChatMessage("system", PERSONA)])
     yield llm
     llm.close()
 
@@ -106,6 +106,29 @@ def test_a_second_conversation_does_not_evict_the_first_ones_cached_prompt(
     # Ana's slot still held her prompt: only the new words were evaluated.
     assert evaluated_after - evaluated <= 20  # the whole prompt is ~75 tokens
     assert cached_after - cached >= 40
+
+
+def test_a_new_conversation_evaluates_only_its_words_after_the_persona_warmed_every_slot(
+    tmp_path: Path,
+) -> None:
+    examples = [
+        ChatMessage("user", "I finally finished the puzzle with a thousand pieces!"),
+        ChatMessage("assistant", "Oh, well done! That takes real patience."),
+    ]
+    prefix = [ChatMessage("system", PERSONA), *examples]
+    llm = LlamaServerLLM(_settings(tmp_path))
+    try:
+        llm.warm_up(prefix)
+        for n, session in enumerate(("first", "second")):  # a slot each, both warmed
+            evaluated, _ = _prompt_counters(llm)
+            asked = [*prefix, ChatMessage("user", f"Tell me about owls, please ({n}).")]
+            "".join(llm.stream(asked, max_tokens=2, cancel=threading.Event(), session=session))
+            evaluated_after, _ = _prompt_counters(llm)
+            # The persona and its examples (~70 tokens) were evaluated ahead: only the
+            # person's words and the template around them are left.
+            assert evaluated_after - evaluated <= 20, session
+    finally:
+        llm.close()
 
 
 def _turn(table: SlotTable, session: str) -> int:

@@ -26,7 +26,7 @@ def default_brain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Cl
         llm_slots=2,
     )
     engines = Engines.load(
-        settings, progress=lambda message: None, system_prompt=load_persona(settings).prompt
+        settings, progress=lambda message: None, prefix=load_persona(settings).prefix
     )
     server = ServerThread(settings, engines).start()
     with httpx.Client(base_url=server.base_url, timeout=120) as client:
