@@ -257,7 +257,7 @@ class VoiceSession:
             elif isinstance(command, Transcribe):
                 if command.purpose == "partial" and (
                     not self.service.can_spare_transcription()
-                    or time.monotonic() < self._refused_until  # words that go unanswered
+                    or self._told_to_wait()  # words that go unanswered
                 ):
                     # Shed first under load: words on screen are a nicety nobody waits for.
                     await self._apply(self.core.transcribed(command.job, "", 0.0, time.monotonic()))
@@ -292,16 +292,19 @@ class VoiceSession:
         transcription, a third of the two cores under load, is not spent on it. Once told,
         the person is not answered before the time they were told to come back at: told
         at a pause inside a sentence, the rest of it is not answered either."""
-        now = time.monotonic()
-        if now < self._refused_until:
+        if self._told_to_wait():
             return True
         try:
             self.service.check_admission(turn_owner(self.session_id, None), Channel.SPOKEN)
         except ServerBusyError as exc:
-            self._refused_until = now + exc.retry_after_s
+            self._refused_until = time.monotonic() + exc.retry_after_s
             await self.out.json(busy_event(exc))
             return True
         return False
+
+    def _told_to_wait(self) -> bool:
+        """Told "busy, come back in N s" less than N s ago: nothing said is answered."""
+        return time.monotonic() < self._refused_until
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -448,8 +451,7 @@ class VoiceSession:
         """A prepared line, not stored: it answers nothing the person said. No "mm-hm" to
         someone told to come back later."""
         pcm = self.service.lines.get(self.voice.id, text)
-        refused = time.monotonic() < self._refused_until
-        if pcm is None or (refused and reply.purpose == "backchannel"):
+        if pcm is None or (reply.purpose == "backchannel" and self._told_to_wait()):
             return
         yield TextDelta(text)
         yield AudioChunk(pcm, self.voice.sample_rate, text)
