@@ -71,13 +71,12 @@ class Tally:
     refused_in_ms: list[float] = field(default_factory=list)  # from asking to "busy"
     ack_audio_ms: list[float] = field(default_factory=list)  # "Mm.", apart from the reply
     first_text_ms: list[float] = field(default_factory=list)
-    first_audio_ms: list[float] = field(default_factory=list)
     done_ms: list[float] = field(default_factory=list)
     gap_ms: list[float] = field(default_factory=list)  # each audible gap in a reply's voice
     gap_after_ms: list[float] = field(default_factory=list)  # the reply's speech before it
     replies_with_gap: int = 0
     # (when the turn was asked, on the monotonic clock; its first audio in ms): where in
-    # the run the slow ones fall (a busy start, or all along)
+    # the run the slow ones fall (a busy start, or all along), and the first audio's figures
     first_audio_when: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -179,10 +178,8 @@ class _Session:
                     tally.gap_ms += [gap * 1000 for gap in heard.gaps_s]
                     tally.gap_after_ms += [after * 1000 for after in heard.gaps_after_s]
                     tally.replies_with_gap += bool(heard.gaps_s)
-                    for stamp, values in ((first_text, tally.first_text_ms),
-                                          (first_audio, tally.first_audio_ms)):  # fmt: skip
-                        if stamp is not None:
-                            values.append((stamp - since) * 1000)
+                    if first_text is not None:
+                        tally.first_text_ms.append((first_text - since) * 1000)
                     if first_audio is not None:
                         tally.first_audio_when.append((since, (first_audio - since) * 1000))
                     return True
@@ -381,7 +378,7 @@ def channel_report(tally: Tally, started: float) -> dict[str, Any]:
     return {
         "turns_done": tally.done,
         "first_text_ms": summary(tally.first_text_ms),
-        "first_audio_ms": summary(tally.first_audio_ms),
+        "first_audio_ms": summary([ms for _, ms in tally.first_audio_when]),
         "first_audio_after_busy_start_ms": summary(
             [ms for at, ms in timeline if at >= BUSY_START_S]
         ),
@@ -501,8 +498,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- turns done: {report['turns_done']} (cut at the end: {report['cut_at_end']})",
         f"- failures: {report['failures']}",
-        f'- refused ("busy", asked again after Retry-After): {report["refused"]["typed"]} '
-        f"typed, {report['refused']['voice']} voice; told in "
+        f'- refused ("busy", asked again after Retry-After): {refused["typed"]} '
+        f"typed, {refused['voice']} voice; told in "
         f"{_brief(refused['told_in_ms'])} (typed {_brief(refused.get('typed_told_in_ms', {}))}; "
         f"voice, from the pause heard, {_brief(refused.get('voice_told_in_ms', {}))})",
     ]
