@@ -4,7 +4,8 @@
 child process (``eva.engines.model_server``) with one slot per concurrent conversation and
 continuous batching: four conversations at once share the two cores' work instead of
 queueing. Each conversation keeps to its own slot, so its evaluated prompt stays cached
-and a turn evaluates only the new message.
+and a turn evaluates only the new message; one whose slot another conversation took gets
+its prompt back from a file (``eva.engines.llama_slots``).
 
 Eva talks to it exactly as to any remote OpenAI-compatible server (``llm_openai``: the same
 request, streaming and error handling); only the transport (a private unix socket) and the
@@ -24,6 +25,7 @@ import httpx
 
 from eva.config import Settings
 from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, Sampling
+from eva.engines.llama_slots import SavedPrompts
 from eva.engines.llm_models import PACKAGED_MODELS, resolve_model_path
 from eva.engines.llm_openai import BackendUnavailableError, OpenAICompatibleLLM
 from eva.engines.model_server import ModelServer
@@ -37,9 +39,10 @@ CHAT_TEMPLATE = Path(__file__).parent / "templates" / "chatml.jinja"
 # and the repeat penalty keep a small model from wandering off or looping on a phrase.
 TOP_P = 0.9
 REPEAT_PENALTY = 1.1
-# Prompts kept in host memory for conversations whose slot another one took (per server).
-# About 28 KB per token for the 1.5B: 256 MiB holds ~9000 tokens, a dozen conversations.
-PROMPT_CACHE_MIB = 256
+# Prompts kept on disk for conversations whose slot another one took (per server), the
+# oldest dropped first: about 28 KB per token for the 1.5B, so 256 MiB holds ~9000 tokens,
+# some thirty conversations of a few exchanges (``eva.engines.llama_slots``).
+SAVED_PROMPTS_MIB = 256
 # A turn's first token on a busy local server (four prompts at once on two cores) can take
 # several seconds; only a server that says nothing for this long is given up on.
 FIRST_TOKEN_TIMEOUT_S = 60.0
@@ -62,9 +65,11 @@ def server_arguments(
         "--ctx-size", str(settings.llm_context * settings.llm_slots),
         "--no-kv-unified",
         "--cont-batching",
-        "--cache-ram", str(PROMPT_CACHE_MIB),
+        # no host cache of its own: Eva keeps the prompts a slot gives up (``SavedPrompts``)
+        "--cache-ram", "0",
         "--metrics",
-        # where a warmed slot is saved, to be copied into the others (``warm_up``)
+        # where a warmed slot is saved, to be copied into the others (``warm_up``), and
+        # where conversations' prompts wait while another uses their slot
         "--slot-save-path", str(directory),
         "--no-webui",
         "--alias", "eva-brain",
@@ -105,6 +110,9 @@ class LlamaServerLLM:
             transport=self.server.transport(),
             timeout=httpx.Timeout(FIRST_TOKEN_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S),
         )
+        self.saved_prompts = SavedPrompts(
+            self._post, self.server.directory, SAVED_PROMPTS_MIB * 1024 * 1024
+        )
         self._client = OpenAICompatibleLLM(
             "http://llama-server/v1",
             "eva-brain",
@@ -114,6 +122,7 @@ class LlamaServerLLM:
             llama_cpp_slots=settings.llm_slots,
             extra_body={"top_p": TOP_P, "repeat_penalty": REPEAT_PENALTY},
             opening_priority=OpeningPriority() if settings.llm_opening_priority else None,
+            prompt_keeper=self.saved_prompts,
             transport=self.server.transport(),
         )
 
@@ -170,8 +179,11 @@ class LlamaServerLLM:
         self._admin.close()
         self.server.close()
 
-    def _post(self, path: str, body: dict[str, Any]) -> None:
-        self._admin.post(path, json=body).raise_for_status()
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        """An admin request to llama-server; its JSON answer."""
+        response = self._admin.post(path, json=body)
+        response.raise_for_status()
+        return response.json()
 
     def _warm_after_restart(self) -> None:
         if self._warm_prefix is None:

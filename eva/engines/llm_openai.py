@@ -18,6 +18,7 @@ import httpx
 
 from eva.config import Settings
 from eva.engines.base import COMPANION_SAMPLING, ChatMessage, EngineError, Sampling
+from eva.engines.llama_slots import ANY_SLOT, PromptKeeper, SlotTable, SlotTaken
 from eva.engines.opening_priority import OpeningPriority
 from eva.engines.special_tokens import defuse
 
@@ -86,56 +87,6 @@ def _delta_content(event: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-class SlotTable:
-    """Which of a llama.cpp server's slots each conversation uses.
-
-    A slot keeps the prompt it last evaluated, so a conversation that comes back to its own
-    slot evaluates only its new message. A conversation without one, or whose slot is still
-    writing its previous request (a speculative reply, say), takes a slot nobody writes
-    in: one no conversation holds, else that of the one heard from least recently
-    (llama-server keeps that prompt in its host cache, ``--cache-ram``, for when it
-    returns). Never a slot that is writing: the server would queue the request behind
-    that reply while other slots stood idle.
-    """
-
-    def __init__(self, slots: int) -> None:
-        self.slots = slots
-        self._lock = threading.Lock()
-        self._by_session: dict[str, int] = {}  # insertion order = least recently used first
-        self._writing: set[int] = set()
-
-    def take(self, session: str) -> int:
-        """A slot for the session's next request, marked as writing until ``give_back``;
-        -1 (the server chooses, and queues) for a one-off request or when all are writing."""
-        if not session:
-            return -1
-        with self._lock:
-            own = self._by_session.pop(session, None)
-            slot = own if own is not None and own not in self._writing else self._idle_slot()
-            if slot is None:
-                if own is not None:
-                    self._by_session[session] = own
-                return -1
-            self._by_session[session] = slot
-            self._writing.add(slot)
-            return slot
-
-    def give_back(self, slot: int) -> None:
-        with self._lock:
-            self._writing.discard(slot)
-
-    def _idle_slot(self) -> int | None:
-        held = set(self._by_session.values())
-        for slot in range(self.slots):
-            if slot not in held and slot not in self._writing:
-                return slot
-        for session, slot in self._by_session.items():  # least recently used first
-            if slot not in self._writing:
-                del self._by_session[session]
-                return slot
-        return None
-
-
 class OpenAICompatibleLLM:
     name = "openai"
 
@@ -151,13 +102,16 @@ class OpenAICompatibleLLM:
         llama_cpp_slots: int = 0,
         extra_body: dict[str, Any] | None = None,
         opening_priority: OpeningPriority | None = None,
+        prompt_keeper: PromptKeeper | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         """``llama_cpp_slots`` > 0: the server is llama.cpp's, with that many slots, and each
         conversation keeps to one of them. ``extra_body``: sampling fields the server reads
         beyond OpenAI's (llama.cpp's ``repeat_penalty``). ``opening_priority``: replies past
         their opening give way to others' openings (a local server whose cores they share;
-        it must continue an assistant message given last, as llama.cpp's does)."""
+        it must continue an assistant message given last, as llama.cpp's does).
+        ``prompt_keeper``: where a conversation's prompt waits while another uses its slot
+        (a llama.cpp server's slot save and restore)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.concurrent_streams = concurrent_streams
@@ -166,6 +120,7 @@ class OpenAICompatibleLLM:
         self.reuses_prompt_prefix = self._slots is not None
         self._extra_body = dict(extra_body or {})
         self._priority = opening_priority
+        self._prompt_keeper = prompt_keeper
         headers = {"Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -193,8 +148,10 @@ class OpenAICompatibleLLM:
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; close the response once cancelled."""
         # one slot for the whole reply, kept while it gives way: its prompt stays cached
-        slot = self._slots.take(session) if self._slots is not None else -1
+        taken = self._slots.take(session) if self._slots is not None else SlotTaken(ANY_SLOT)
+        slot = taken.index
         try:
+            self._hand_over(taken, session)
             if self._priority is None:
                 body = self._body(messages, max_tokens, sampling, slot)
                 yield from self._stream_body(body, cancel)
@@ -203,6 +160,15 @@ class OpenAICompatibleLLM:
         finally:
             if self._slots is not None:
                 self._slots.give_back(slot)
+
+    def _hand_over(self, taken: SlotTaken, session: str) -> None:
+        """A slot passing to another conversation: its prompt kept, the newcomer's put back."""
+        if (
+            self._prompt_keeper is not None
+            and taken.index != ANY_SLOT
+            and taken.held_before != session
+        ):
+            self._prompt_keeper.hand_over(taken.index, taken.held_before, session)
 
     def _body(
         self, messages: Sequence[ChatMessage], max_tokens: int, sampling: Sampling, slot: int
