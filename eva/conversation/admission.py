@@ -22,7 +22,10 @@ start and which are refused; ``eva.conversation.turn_gate`` drives it from async
 - **Spoken before typed.** A person speaking waits in silence; a typed turn's reader sees
   the words arrive. A spoken turn goes before every waiting typed one. While someone has
   spoken lately, typed turns leave one of the limit's places free for the next spoken turn,
-  and a spoken turn may always run beside one other (``SPOKEN_PLACES_AT_LEAST``).
+  and a spoken turn may always run beside one other (``SPOKEN_PLACES_AT_LEAST``). A
+  speaker's turn is checked when they pause, and a place is kept for it while its words
+  are transcribed (``keep_place_for_speaker``): another speaker who pauses meanwhile is
+  told "busy" at once rather than after their own transcription.
 - **Fair between people.** Within a channel, turns are ordered by start-time fair queueing
   over owners (a user, or a session when there is no user): each turn's tag is one more
   than its owner's previous tag, and never below the tag of the turn last started. One
@@ -86,6 +89,13 @@ SPOKEN_PLACES_AT_LEAST = 2
 # A spoken turn this recent means a person is talking with Eva by voice and will speak
 # again soon: the load test's voice conversations ask every 10-20 s (speak, hear the reply).
 SPEAKER_AROUND_S = 30.0
+# A speaker whose turn Eva would take when they pause keeps that place while the words are
+# transcribed and the end of the turn decided (0.3-1.1 s under load), at most this long.
+# Only checked at the pause, the place went to another speaker meanwhile in every load
+# run, and that turn was told "busy" after its transcription, 0.4-1 s after the pause,
+# instead of at once. Long enough for the transcription's p95 under load, short enough
+# that a pause which was not the end of the turn keeps nobody else out for long.
+PLACE_KEPT_FOR_SPEAKER_S = 1.5
 
 
 @dataclass(eq=False)
@@ -126,6 +136,7 @@ class FairTurnQueue:
     _last_tag: dict[str, float] = field(default_factory=dict)
     _virtual: float = 0.0  # the tag of the turn last started
     _spoken_at: float = -math.inf  # when a spoken turn last asked
+    _kept_until: dict[str, float] = field(default_factory=dict)  # a speaker's place
     _arrivals: int = 0
 
     def __post_init__(self) -> None:
@@ -181,6 +192,7 @@ class FairTurnQueue:
         """A place for a new turn, or why not and when to come back. ``waiting_since``:
         when the person began to wait for it, if before now (a speaker waits from the end
         of their speech, the transcription included); its first output is timed from then."""
+        self._kept_until.pop(owner, None)  # the place kept for this turn is its own
         ticket = self._candidate(owner, channel, now)
         if waiting_since is not None:
             ticket.waiting_since = min(now, waiting_since)
@@ -198,6 +210,24 @@ class FairTurnQueue:
         """What ``ask`` would answer now, without queueing anything (for a route that must
         answer 503 before it starts a stream)."""
         return self._refusal(self._candidate(owner, channel, now), now)
+
+    def keep_place_for_speaker(self, owner: str, now: float) -> Refusal | None:
+        """A speaker paused: what ``ask`` would answer their turn now, and if it would let
+        it in, a place kept for it until it asks (``PLACE_KEPT_FOR_SPEAKER_S`` at most).
+        Other turns count the kept place as taken; it is not a hold of the model."""
+        refusal = self.would_refuse(owner, Channel.SPOKEN, now)
+        if refusal is None:
+            self._kept_until[owner] = now + PLACE_KEPT_FOR_SPEAKER_S
+        return refusal
+
+    def _kept_for_others(self, ticket: Ticket, now: float) -> int:
+        """The places kept for speakers other than the ticket's owner that it must leave
+        (those kept too long are freed). A typed turn leaves one less: while someone
+        speaks, typed turns already leave a place free for the next spoken turn."""
+        for speaker in [o for o, until in self._kept_until.items() if until <= now]:
+            del self._kept_until[speaker]
+        kept = sum(1 for speaker in self._kept_until if speaker != ticket.owner)
+        return max(0, kept - 1) if ticket.channel is Channel.TYPED else kept
 
     def _candidate(self, owner: str, channel: Channel, now: float) -> Ticket:
         if channel is Channel.SPOKEN:  # asked or only checked: someone speaks to Eva
@@ -234,6 +264,7 @@ class FairTurnQueue:
         past that, a deviation from now."""
         mine = self._order(ticket, now)
         ahead = sum(1 for other in self.waiting if self._order(other, now) < mine)
+        ahead += self._kept_for_others(ticket, now)  # a kept place is taken first
         places = self.places_for(ticket.channel, now)
         if len(self.running) + ahead < places:
             return 0.0
@@ -260,7 +291,9 @@ class FairTurnQueue:
             candidates = [
                 turn
                 for turn in self.waiting
-                if turn.due_at <= now or len(self.running) < self.places_for(turn.channel, now)
+                if turn.due_at <= now
+                or len(self.running) + self._kept_for_others(turn, now)
+                < self.places_for(turn.channel, now)
             ]
             if not candidates:
                 break
@@ -276,9 +309,13 @@ class FairTurnQueue:
         return started
 
     def next_due(self, now: float) -> float | None:
-        """When the next waiting turn's promise comes due after ``now`` (``start_next``
-        then). One already due that has not started waits for a slot, i.e. a finish."""
-        return min((t.due_at for t in self.waiting if now < t.due_at < math.inf), default=None)
+        """When the next waiting turn's promise comes due, or a place kept for a speaker
+        is freed, after ``now`` (``start_next`` then). One already due that has not
+        started waits for a slot, i.e. a finish."""
+        wakes = [t.due_at for t in self.waiting if now < t.due_at < math.inf]
+        if self.waiting:
+            wakes += [until for until in self._kept_until.values() if now < until]
+        return min(wakes, default=None)
 
     def finish(self, ticket: Ticket, now: float) -> None:
         """The turn is over (or left while waiting); a hold it had updates the estimate."""

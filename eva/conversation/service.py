@@ -174,6 +174,11 @@ class Conversation:
         """ServerBusyError if a turn of ``owner`` would be refused now."""
         self.gate.check(owner, channel)
 
+    def keep_place_for_speaker(self, owner: str) -> None:
+        """A speaker paused: ServerBusyError if their turn would be refused now; else a
+        place is kept for it while its words are transcribed."""
+        self.gate.keep_place_for_speaker(owner)
+
     async def _reply(
         self,
         session_id: str,

@@ -92,6 +92,11 @@ class TurnGate:
         """ServerBusyError if a turn asked for now would be refused; queues nothing."""
         self._refuse_if(self.queue.would_refuse(owner, channel, self._clock()))
 
+    def keep_place_for_speaker(self, owner: str) -> None:
+        """A speaker paused: ServerBusyError if their turn would be refused now, else a
+        place is kept for it until it asks (``FairTurnQueue.keep_place_for_speaker``)."""
+        self._refuse_if(self.queue.keep_place_for_speaker(owner, self._clock()))
+
     def admit(self, owner: str, channel: Channel, waiting_since: float | None = None) -> Ticket:
         """A place in the queue for one turn, or ServerBusyError at once. ``waiting_since``
         (this gate's clock): when the person began to wait, if before now."""

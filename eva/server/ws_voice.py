@@ -289,13 +289,15 @@ class VoiceSession:
     async def _refused_before_transcribing(self) -> bool:
         """A spoken turn Eva would refuse is refused as soon as the person pauses: told at
         once, rather than after its words were transcribed (0.3-1 s under load), and the
-        transcription, a third of the two cores under load, is not spent on it. Once told,
+        transcription, a third of the two cores under load, is not spent on it. A turn let
+        in has its place kept while it is transcribed, so that another speaker does not
+        take it meanwhile and this one is told "busy" late after all. Once told,
         the person is not answered before the time they were told to come back at: told
         at a pause inside a sentence, the rest of it is not answered either."""
         if self._told_to_wait():
             return True
         try:
-            self.service.check_admission(turn_owner(self.session_id, None), Channel.SPOKEN)
+            self.service.keep_place_for_speaker(turn_owner(self.session_id, None))
         except ServerBusyError as exc:
             self._refused_until = time.monotonic() + exc.retry_after_s
             await self.out.json(busy_event(exc))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from eva.conversation.admission import LIMIT_DECREASE, Channel, FairTurnQueue, Refusal, Ticket
+from eva.conversation.admission import (
+    LIMIT_DECREASE,
+    PLACE_KEPT_FOR_SPEAKER_S,
+    Channel,
+    FairTurnQueue,
+    Refusal,
+    Ticket,
+)
 
 
 def _ticket(
@@ -312,3 +319,36 @@ def test_while_someone_speaks_typed_turns_leave_one_place_free_for_the_next_spok
     # Nobody has spoken for a while: typed turns have every place again.
     later = [_ticket(queue, f"u{n}", now=40.0) for n in range(3)]
     assert queue.start_next(40.0) == later
+
+
+def test_a_paused_speaker_keeps_a_place_so_the_next_speaker_is_told_at_their_pause() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=1.0, hold_s=5.0, hold_dev_s=0.0, limit=2.0)
+    _ticket(queue, "typist")
+    queue.start_next(0.0)
+    assert queue.keep_place_for_speaker("ana", 0.0) is None  # her words are transcribed
+    # Ben pauses while they are: the place is hers, he is told at once.
+    assert isinstance(queue.keep_place_for_speaker("ben", 0.4), Refusal)
+    assert isinstance(queue.ask("ben", Channel.SPOKEN, 0.5), Refusal)
+    ana = _ticket(queue, "ana", Channel.SPOKEN, now=0.8)  # her turn takes its own place
+    assert queue.start_next(0.8) == [ana]
+
+
+def test_a_place_kept_for_a_speaker_who_goes_on_talking_is_freed_after_a_while() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=1.0, hold_s=5.0, hold_dev_s=0.0, limit=2.0)
+    _ticket(queue, "typist")
+    queue.start_next(0.0)
+    assert queue.keep_place_for_speaker("ana", 0.0) is None  # a pause, not the end
+    assert isinstance(queue.would_refuse("ben", Channel.SPOKEN, 1.0), Refusal)
+    assert queue.would_refuse("ben", Channel.SPOKEN, PLACE_KEPT_FOR_SPEAKER_S) is None
+
+
+def test_typed_turns_take_no_place_kept_for_speakers_and_start_when_it_is_freed() -> None:
+    queue = FairTurnQueue(slots=4, max_wait_s=10.0, hold_s=5.0, hold_dev_s=0.0, limit=3.0)
+    assert queue.keep_place_for_speaker("ana", 0.0) is None
+    assert queue.keep_place_for_speaker("ben", 0.0) is None
+    # With speakers around, typed turns have two of the three places and leave the third
+    # for the next spoken turn: that is ana's; ben's is kept from the typed ones' two.
+    first, second = _ticket(queue, "t1"), _ticket(queue, "t2")
+    assert queue.start_next(0.0) == [first]
+    assert queue.next_due(0.0) == PLACE_KEPT_FOR_SPEAKER_S  # the kept places are freed then
+    assert queue.start_next(PLACE_KEPT_FOR_SPEAKER_S) == [second]
