@@ -192,7 +192,7 @@ def _model_server_command(settings: Settings, port: int, directory: Path) -> lis
     private socket, so that every worker reaches it."""
     directory.mkdir(parents=True, exist_ok=True)
     model = resolve_model_path(settings.llm_model, settings.cache_dir)
-    arguments = server_arguments(settings, model, directory)
+    arguments = server_arguments(settings, model, directory, prompts_kept_by_eva=False)
     at = arguments.index("--host")
     arguments[at + 1 : at + 2] = ["127.0.0.1", "--port", str(port)]
     return arguments

@@ -39,9 +39,10 @@ CHAT_TEMPLATE = Path(__file__).parent / "templates" / "chatml.jinja"
 # and the repeat penalty keep a small model from wandering off or looping on a phrase.
 TOP_P = 0.9
 REPEAT_PENALTY = 1.1
-# Prompts kept on disk for conversations whose slot another one took (per server), the
-# oldest dropped first: about 28 KB per token for the 1.5B, so 256 MiB holds ~9000 tokens,
-# some thirty conversations of a few exchanges (``eva.engines.llama_slots``).
+# Prompts kept for conversations whose slot another one took (per server), the oldest
+# dropped first: on disk by Eva (``eva.engines.llama_slots``), or in a shared server's host
+# memory. About 28 KB per token for the 1.5B, so 256 MiB holds ~9000 tokens, some thirty
+# conversations of a few exchanges.
 SAVED_PROMPTS_MIB = 256
 # A turn's first token on a busy local server (four prompts at once on two cores) can take
 # several seconds; only a server that says nothing for this long is given up on.
@@ -52,8 +53,15 @@ _WARM_SLOT_FILE = "warm-slot.bin"
 
 
 def server_arguments(
-    settings: Settings, model: Path, directory: Path, draft: Path | None = None
+    settings: Settings,
+    model: Path,
+    directory: Path,
+    draft: Path | None = None,
+    prompts_kept_by_eva: bool = True,
 ) -> list[str]:
+    """llama-server's command line. ``prompts_kept_by_eva``: one Eva steers the slots and
+    keeps the prompts they give up (``SavedPrompts``); a server shared by several Eva
+    processes (``eva cluster``) picks slots itself and keeps them in its own host cache."""
     arguments = [
         str(server_binary()),
         "--model", str(model),
@@ -65,8 +73,7 @@ def server_arguments(
         "--ctx-size", str(settings.llm_context * settings.llm_slots),
         "--no-kv-unified",
         "--cont-batching",
-        # no host cache of its own: Eva keeps the prompts a slot gives up (``SavedPrompts``)
-        "--cache-ram", "0",
+        "--cache-ram", "0" if prompts_kept_by_eva else str(SAVED_PROMPTS_MIB),
         "--metrics",
         # where a warmed slot is saved, to be copied into the others (``warm_up``), and
         # where conversations' prompts wait while another uses their slot
@@ -175,9 +182,11 @@ class LlamaServerLLM:
         self.server.resume()
 
     def close(self) -> None:
+        # The server (and its supervisor) first: a restart that comes meanwhile warms the
+        # new server through these clients, which must not be closed under it.
+        self.server.close()
         self._client.close()
         self._admin.close()
-        self.server.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         """An admin request to llama-server; its JSON answer."""

@@ -21,7 +21,7 @@ import pytest
 from eva.config import Settings
 from eva.engines.base import ChatMessage, EngineError, Sampling
 from eva.engines.llm_fallback import FallbackLLM
-from eva.engines.llm_llamaserver import LlamaServerLLM
+from eva.engines.llm_llamaserver import SAVED_PROMPTS_MIB, LlamaServerLLM, server_arguments
 from eva.engines.llm_openai import OpenAICompatibleLLM
 from eva.engines.opening_priority import OpeningPriority
 
@@ -133,6 +133,16 @@ def test_a_conversation_whose_slot_another_took_gets_its_prompt_back(tmp_path: P
         assert evaluated_after - evaluated <= 15
     finally:
         llm.close()
+
+
+def test_a_server_shared_by_several_evas_keeps_pushed_out_prompts_itself(tmp_path: Path) -> None:
+    def host_cache(arguments: list[str]) -> str:
+        return arguments[arguments.index("--cache-ram") + 1]
+
+    model = tmp_path / "model.gguf"
+    assert host_cache(server_arguments(_settings(tmp_path), model, tmp_path)) == "0"
+    shared = server_arguments(_settings(tmp_path), model, tmp_path, prompts_kept_by_eva=False)
+    assert host_cache(shared) == str(SAVED_PROMPTS_MIB)  # eva cluster: no one Eva steers it
 
 
 def test_a_new_conversation_evaluates_only_its_words_after_the_persona_warmed_every_slot(
@@ -259,7 +269,7 @@ _EVA_THAT_DIES = """
 import os, signal, sys
 from pathlib import Path
 from eva.config import Settings
-from eva.engines.llm_llamaserver import LlamaServerLLM
+from eva.engines.llm_llamaserver import SAVED_PROMPTS_MIB, LlamaServerLLM, server_arguments
 llm = LlamaServerLLM(Settings(llm_model="smollm2", llm_slots=1, llm_threads=1,
                               llm_context=256, data_dir=Path(sys.argv[1])))
 print(llm.server.pid, flush=True)
