@@ -1,4 +1,4 @@
-"""Short lines Eva says outside a reply ("Mm.", "Hmm, let me think.", "Still there?"),
+"""Short lines Eva says outside a reply ("Mm.", "Hmm.", "Still there?"),
 synthesized once per voice and kept in memory.
 
 They exist to fill a silence, so they must be ready at once: ``get`` never synthesizes.

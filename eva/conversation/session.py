@@ -400,7 +400,7 @@ class SessionCore:
         """When a spoken turn's reply, still silent, gets an acknowledgement: ``ack_after``
         after the turn ended, and never before ``ACK_AFTER_SPEECH_S`` of silence. An
         acknowledgement plays whole before the reply: one said when the reply was about to
-        come anyway only delays it (by "Hmm, let me think.", 1.2 s)."""
+        come anyway only delays it (by "Mm.", 0.34 s)."""
         after = self.config.ack_after_s
         if after <= 0:
             return None
