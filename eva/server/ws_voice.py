@@ -255,15 +255,8 @@ class VoiceSession:
             if isinstance(command, Send):
                 await self.out.json(command.event)
             elif isinstance(command, Transcribe):
-                if command.purpose == "partial" and (
-                    not self.service.can_spare_transcription()
-                    or self._told_to_wait()  # words that go unanswered
-                ):
-                    # Shed first under load: words on screen are a nicety nobody waits for.
-                    await self._apply(self.core.transcribed(command.job, "", 0.0, time.monotonic()))
-                    continue
-                if command.purpose == "turn" and await self._refused_before_transcribing():
-                    # Nothing to answer, as for a cough: the person was told to come back.
+                if await self._not_transcribed(command):
+                    # Nothing heard, as for a cough.
                     await self._apply(self.core.transcribed(command.job, "", 0.0, time.monotonic()))
                     continue
                 self._spawn(self._transcribe(command.job, command.audio))
@@ -286,6 +279,14 @@ class VoiceSession:
                 self.output.clear()
         self._deadline_changed.set()
 
+    async def _not_transcribed(self, command: Transcribe) -> bool:
+        """Whether the audio is left untranscribed: a partial shed under load (words on
+        screen are a nicety nobody waits for) or said while the person was told to come
+        back, and a turn refused before its transcription."""
+        if command.purpose == "partial":
+            return not self.service.can_spare_transcription() or self._told_to_wait()
+        return command.purpose == "turn" and await self._refused_before_transcribing()
+
     async def _refused_before_transcribing(self) -> bool:
         """A spoken turn Eva would refuse is refused as soon as the person pauses: told at
         once, rather than after its words were transcribed (0.3-1 s under load), and the
@@ -299,10 +300,16 @@ class VoiceSession:
         try:
             self.service.keep_place_for_speaker(turn_owner(self.session_id, None))
         except ServerBusyError as exc:
-            self._refused_until = time.monotonic() + exc.retry_after_s
-            await self.out.json(busy_event(exc))
+            await self._tell_busy(exc, spoken=True)
             return True
         return False
+
+    async def _tell_busy(self, exc: ServerBusyError, spoken: bool) -> None:
+        """Tell the person Eva is busy; a speaker is not answered before the time they
+        were told to come back at."""
+        if spoken:
+            self._refused_until = time.monotonic() + exc.retry_after_s
+        await self.out.json(busy_event(exc))
 
     def _told_to_wait(self) -> bool:
         """Told "busy, come back in N s" less than N s ago: nothing said is answered."""
@@ -396,9 +403,7 @@ class VoiceSession:
                     item = await anext(items)
         except ServerBusyError as exc:  # refused before it began: nothing was said
             failed = True
-            if reply.speech_end_at is not None:  # spoken: not answered before the retry
-                self._refused_until = time.monotonic() + exc.retry_after_s
-            await self.out.json(busy_event(exc))
+            await self._tell_busy(exc, spoken=reply.speech_end_at is not None)
         except EngineError as exc:
             failed = True
             self.service.stats.count_error("/ws")
