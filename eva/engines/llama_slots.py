@@ -33,6 +33,13 @@ log = logging.getLogger("eva.engines")
 
 # A slot the server chooses itself (a one-off request, or every slot writing).
 ANY_SLOT = -1
+# A conversation whose slot is still writing its previous request, one cancelled a moment
+# ago (a speculative reply the person talked over, a reply cut short), waits this long for
+# it before taking another slot. A cancelled request frees its slot within a token or two
+# (0.1-0.4 s under load); in another slot the conversation's whole prompt is evaluated
+# again, which took 12.5 s for 334 tokens in a load run on 2 cores, and held back every
+# reply batched beside it (eva loadtest, docs/scaling.md).
+OWN_SLOT_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,16 +51,19 @@ class SlotTaken:
 class SlotTable:
     """Which slot each conversation's next request goes to.
 
-    A conversation goes back to the slot that holds its prompt. One without one, or whose
-    slot is still writing its previous request (a speculative reply, say), takes a slot
-    nobody writes in: one no conversation holds, else that of the one heard from least
-    recently. Never a slot that is writing: the server would queue the request behind that
-    reply while other slots stood idle.
+    A conversation goes back to the slot that holds its prompt, waiting up to
+    ``own_slot_wait_s`` for it if it is still writing the conversation's previous request.
+    One without one, or whose slot writes on, takes a slot nobody writes in: one no
+    conversation holds, else that of the one heard from least recently. Never a slot that
+    is writing: the server would queue the request behind that reply while other slots
+    stood idle.
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, own_slot_wait_s: float = OWN_SLOT_WAIT_S) -> None:
         self.slots = slots
+        self.own_slot_wait_s = own_slot_wait_s
         self._lock = threading.Lock()
+        self._given_back = threading.Condition(self._lock)
         self._by_session: dict[str, int] = {}  # insertion order = least recently used first
         self._held: list[str] = [""] * slots  # whose prompt each slot holds
         self._writing: set[int] = set()
@@ -64,6 +74,12 @@ class SlotTable:
         if not session:
             return SlotTaken(ANY_SLOT)
         with self._lock:
+            own = self._by_session.get(session)
+            if own in self._writing:
+                self._given_back.wait_for(
+                    lambda: self._by_session.get(session) != own or own not in self._writing,
+                    self.own_slot_wait_s,
+                )
             own = self._by_session.pop(session, None)
             slot = own if own is not None and own not in self._writing else self._idle_slot()
             if slot is None:
@@ -78,6 +94,7 @@ class SlotTable:
     def give_back(self, slot: int) -> None:
         with self._lock:
             self._writing.discard(slot)
+            self._given_back.notify_all()
 
     def _idle_slot(self) -> int | None:
         held = set(self._by_session.values())

@@ -4,6 +4,8 @@ with a real llama-server are proved in test_llm_llamaserver.py."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +30,33 @@ def test_conversations_beyond_the_slots_take_the_least_recently_used_one() -> No
 
 
 def test_a_conversation_never_takes_a_slot_that_is_writing_while_another_is_idle() -> None:
-    table = SlotTable(3)
+    table = SlotTable(3, own_slot_wait_s=0.0)
     assert [_turn(table, s) for s in ("a", "b", "c")] == [0, 1, 2]
     writing = table.take("a").index  # a's reply is being written in slot 0
     assert writing == 0
     # d's least recently used slot would be a's: it gets b's, which is idle
     assert table.take("d").index == 1
-    assert table.take("a").index == 2  # a again at once (a speculative reply): not its busy slot
+    assert table.take("a").index == 2  # a again, its slot writing on: not its busy slot
     assert table.take("e").index == ANY_SLOT  # all three writing: the server chooses and queues
     table.give_back(writing)
     assert table.take("e").index == 0
+
+
+def test_a_conversation_waits_for_its_own_slot_to_finish_a_cancelled_request() -> None:
+    table = SlotTable(2, own_slot_wait_s=10.0)
+    cancelled = table.take("a").index  # its stream closes a moment later
+    threading.Timer(0.05, table.give_back, (cancelled,)).start()
+    started = time.monotonic()
+    assert table.take("a").index == cancelled  # where its prompt is: not evaluated again
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_conversation_whose_slot_writes_on_takes_another_after_the_wait() -> None:
+    table = SlotTable(2, own_slot_wait_s=0.05)
+    busy = table.take("a").index
+    started = time.monotonic()
+    assert table.take("a").index != busy
+    assert time.monotonic() - started >= 0.05
 
 
 def test_a_slot_taken_says_whose_prompt_it_held() -> None:
