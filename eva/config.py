@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     # opening, and continues after (eva.engines.opening_priority): under load a new turn's
     # first words no longer share the cores with replies already being heard.
     llm_opening_priority: bool = True
+    # Added to the model server's niceness: on shared cores Eva's event loop, speech
+    # recognition and synthesis, which people wait on in the moment, go first, and the
+    # model takes what they leave. Under eva loadtest on 2 cores, a transcription took p50
+    # 0.51-0.66 s at the same priority and 0.31-0.45 s with 5, refusals were told in time,
+    # and the model's prompt speed moved little (docs/scaling.md, "2026-12-04").
+    llm_nice: int = 5
     llm_draft_model: str = ""
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     openai_model: str = "default"

@@ -3,6 +3,7 @@ over HTTP until ready, stopped with SIGTERM (then SIGKILL)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -26,8 +27,11 @@ class Child:
         env: dict[str, str] | None = None,
         ready_url: str | None = None,
         is_ready: Callable[[httpx.Response], bool] = lambda reply: reply.is_success,
+        nice: int = 0,
     ) -> None:
+        """``nice``: added to the child's niceness before it starts."""
         self.name = name
+        self.nice = nice
         self.command = list(command)
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
@@ -46,6 +50,7 @@ class Child:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches the cluster only
+                preexec_fn=functools.partial(os.nice, self.nice) if self.nice else None,
             )
         self.starts += 1
         return self

@@ -92,6 +92,7 @@ class Cluster:
             _model_server_command(self.settings, plan.model_port, plan.directory / "model"),
             logs / "llama-server.log",
             ready_url=f"http://127.0.0.1:{plan.model_port}/health",
+            nice=self.settings.llm_nice,  # below the workers, as in one Eva (ModelServer)
         ).start()
         self.model_server.wait_ready(MODEL_SERVER_START_TIMEOUT_S)
         say(f"llama-server on 127.0.0.1:{plan.model_port} ({self.settings.llm_slots} slots)")

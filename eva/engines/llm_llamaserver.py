@@ -110,6 +110,7 @@ class LlamaServerLLM:
             lambda directory: server_arguments(settings, model, directory, draft),
             label=f"the model server (llama-server, {model.name})",
             on_restart=self._warm_after_restart,
+            nice=settings.llm_nice,
         )
         self.server.start()
         self._admin = httpx.Client(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -49,11 +50,13 @@ LOG_TAIL_BYTES = 4000
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _prepare_child(nice: int) -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     # SIGKILL, not SIGTERM: the child may be stopped (``pause``) when Eva dies, and a stopped
     # process acts on no other signal.
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if nice:
+        os.nice(nice)  # before exec: every thread the server starts inherits it
 
 
 class ModelServer:
@@ -65,11 +68,14 @@ class ModelServer:
         *,
         label: str,
         on_restart: Callable[[], None] = lambda: None,
+        nice: int = 0,
     ) -> None:
         """``command(directory)``: the command line, given the private directory it may
         use (the socket is ``directory / "llama.sock"``). ``on_restart`` runs in the
-        supervisor thread each time a restarted server is ready."""
+        supervisor thread each time a restarted server is ready. ``nice``: added to the
+        server's niceness."""
         self.label = label
+        self.nice = nice
         self._command = command
         self._on_restart = on_restart
         self.directory = Path(tempfile.mkdtemp(prefix="eva-llm-"))  # mode 0700
@@ -177,7 +183,8 @@ class ModelServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # only prctl: safe between fork and exec
+                # only prctl and nice: safe between fork and exec
+                preexec_fn=functools.partial(_prepare_child, self.nice),
             )
         process = self._process
         if not self._wait_healthy(process):

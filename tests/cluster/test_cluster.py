@@ -109,6 +109,15 @@ async def test_the_balancer_spreads_conversations_and_reports_ready(
     assert sum(open_per_worker) >= 4 and min(open_per_worker) >= 1, open_per_worker
 
 
+def test_the_shared_model_server_runs_at_a_lower_priority_than_the_workers(
+    cluster: ServedCluster,
+) -> None:
+    pids = {p["name"]: p["pid"] for p in cluster.state()["processes"]}
+    model = next(pid for name, pid in pids.items() if name.startswith("the model server"))
+    worker = cluster.workers()[0]["pid"]
+    assert os.getpriority(os.PRIO_PROCESS, model) > os.getpriority(os.PRIO_PROCESS, worker)
+
+
 async def _answer(socket: Any) -> dict[str, Any]:
     """The response.done of the turn just sent, or a busy error."""
     while True:

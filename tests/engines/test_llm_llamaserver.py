@@ -135,6 +135,32 @@ def test_a_conversation_whose_slot_another_took_gets_its_prompt_back(tmp_path: P
         llm.close()
 
 
+def test_a_reply_asked_again_while_the_cancelled_one_closes_keeps_its_slot_and_prompt(
+    served: LlamaServerLLM,
+) -> None:
+    told = "My name is Ana and I grow tomatoes in my garden, mostly the small sweet ones."
+    _ask(served, "What is the weather like on Mars these days?", session="ben")
+    cancel = threading.Event()
+    first_token = threading.Event()
+
+    def talked_over() -> None:  # a speculative reply the person talked over
+        messages = [ChatMessage("system", PERSONA), ChatMessage("user", told)]
+        for _ in served.stream(messages, max_tokens=64, cancel=cancel, session="ana"):
+            first_token.set()
+
+    writer = threading.Thread(target=talked_over)
+    writer.start()
+    assert first_token.wait(30)
+    evaluated, _ = _prompt_counters(served)
+    cancel.set()  # and at once the next request, before the first has closed
+    _ask(served, f"{told} What do I grow?", session="ana")
+    writer.join(10)
+    evaluated_after, _ = _prompt_counters(served)
+    # Her slot held her words: only the new ones were evaluated, not the whole prompt
+    # again in ben's or a fresh slot (~75 tokens).
+    assert evaluated_after - evaluated <= 20
+
+
 def test_a_server_shared_by_several_evas_keeps_pushed_out_prompts_itself(tmp_path: Path) -> None:
     def host_cache(arguments: list[str]) -> str:
         return arguments[arguments.index("--cache-ram") + 1]
@@ -249,6 +275,20 @@ def test_the_chain_answers_from_a_remote_server_while_the_local_one_restarts(
     assert _ask(chain, "And again?", session="s1").strip()
     assert chain.failures == {"llamaserver": 1, "openai": 0}
     remote.close()
+
+
+def test_the_model_server_and_every_thread_of_it_run_at_a_lower_priority_than_eva(
+    served: LlamaServerLLM,
+) -> None:
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    expected = min(19, ours + Settings.model_fields["llm_nice"].default)
+    assert expected > ours  # speech and the event loop go first on shared cores
+    threads = list(Path(f"/proc/{served.server.pid}/task").iterdir())
+    assert len(threads) > 1 and {_niceness(thread) for thread in threads} == {expected}
+
+
+def _niceness(task: Path) -> int:
+    return int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
 def test_paused_for_speech_the_model_server_computes_nothing_until_resumed(
