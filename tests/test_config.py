@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from eva.config import Settings
 
@@ -51,3 +52,11 @@ def test_a_persona_file_replaces_the_packaged_one(tmp_path: Path) -> None:
     persona.write_text('name = "Ada"\nprompt = "You are Ada."\n')
     loaded = load_persona(Settings(persona_file=persona))
     assert (loaded.name, loaded.prompt) == ("Ada", "You are Ada.")
+
+
+def test_a_model_server_niceness_that_would_raise_its_priority_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EVA_LLM_NICE", "-5")  # would need CAP_SYS_NICE: the server would not start
+    with pytest.raises(ValidationError, match="llm_nice"):
+        Settings()
