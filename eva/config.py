@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # Added to the model server's niceness: on shared cores Eva's event loop, speech
     # recognition and synthesis, which people wait on in the moment, go first, and the
     # model takes what they leave. Under eva loadtest on 2 cores, a transcription took p50
-    # 0.51-0.66 s at the same priority and 0.31-0.45 s with 5, refusals were told in time,
+    # 0.51-0.66 s at the same priority and 0.31-0.49 s with 5, refusals were told in time,
     # and the model's prompt speed moved little (docs/scaling.md, "2026-12-04"). Never
     # below 0: raising a process's priority takes a privilege Eva should not have.
     llm_nice: int = Field(default=5, ge=0, le=19)
