@@ -284,11 +284,8 @@ def test_the_model_server_and_every_thread_of_it_run_at_a_lower_priority_than_ev
     expected = min(19, ours + Settings.model_fields["llm_nice"].default)
     assert expected > ours  # speech and the event loop go first on shared cores
     threads = list(Path(f"/proc/{served.server.pid}/task").iterdir())
-    assert len(threads) > 1 and {_niceness(thread) for thread in threads} == {expected}
-
-
-def _niceness(task: Path) -> int:
-    return int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+    niceness = {int(_stat_fields(thread / "stat")[_NICE_FIELD]) for thread in threads}
+    assert len(threads) > 1 and niceness == {expected}
 
 
 def test_paused_for_speech_the_model_server_computes_nothing_until_resumed(
@@ -343,9 +340,18 @@ def _wait_state(pid: int, *states: str) -> None:
 
 def _state(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return _stat_fields(Path(f"/proc/{pid}/stat"))[_STATE_FIELD]
     except OSError:
         return "gone"
+
+
+# proc(5) stat fields after the command name: state is the 3rd field, nice the 19th.
+_STATE_FIELD, _NICE_FIELD = 0, 16
+
+
+def _stat_fields(stat: Path) -> list[str]:
+    """A /proc stat file's fields after the command name (which may hold spaces)."""
+    return stat.read_text().rsplit(")", 1)[1].split()
 
 
 def test_a_model_server_that_cannot_load_its_model_is_a_clear_error(tmp_path: Path) -> None:
