@@ -49,6 +49,9 @@ RSS_EVERY_S = 1.0
 # first stretch of the run are also reported apart (the rest is the load as it settles).
 BUSY_START_S = 20.0
 _CONNECT_TIMEOUT_S = 60.0
+# The issue's target for telling a refused person "busy"; the refusals slower than this are
+# listed with when they happened and what was refused (a herd, a stall, the start).
+REFUSAL_TARGET_MS = 100.0
 
 _TOPICS = ["the sea", "a garden", "old trains", "winter", "bread", "music", "a lost cat"]
 _ASKS = ["Say one kind thing about", "Tell me a short fact about", "What do you like about"]
@@ -57,10 +60,11 @@ _ASKS = ["Say one kind thing about", "Tell me a short fact about", "What do you 
 class Refused(Exception):
     """Eva said "busy" (a turn or a new session): not a failure, if it said so at once."""
 
-    def __init__(self, retry_after_s: float, refused_in_ms: float) -> None:
+    def __init__(self, retry_after_s: float, refused_in_ms: float, kind: str) -> None:
         super().__init__(f"busy, retry after {retry_after_s} s")
         self.retry_after_s = retry_after_s
         self.refused_in_ms = refused_in_ms
+        self.kind = kind  # "conversation" (a new session) or "turn"
 
 
 @dataclass
@@ -78,6 +82,14 @@ class Tally:
     # (when the turn was asked, on the monotonic clock; its first audio in ms): where in
     # the run the slow ones fall (a busy start, or all along), and the first audio's figures
     first_audio_when: list[tuple[float, float]] = field(default_factory=list)
+    # (when it was asked, on the monotonic clock; what was refused; ms): those over target
+    slow_refusals: list[tuple[float, str, float]] = field(default_factory=list)
+
+    def refusal(self, refused: Refused) -> None:
+        self.refused_in_ms.append(refused.refused_in_ms)
+        if refused.refused_in_ms > REFUSAL_TARGET_MS:
+            asked = time.monotonic() - refused.refused_in_ms / 1000
+            self.slow_refusals.append((asked, refused.kind, refused.refused_in_ms))
 
 
 class _Session:
@@ -98,11 +110,13 @@ class _Session:
                 if refused.response.status_code != 503:
                     raise
                 retry = float(refused.response.headers.get("Retry-After", "1"))
-                raise Refused(retry, (time.monotonic() - asked) * 1000) from None
+                raise Refused(retry, (time.monotonic() - asked) * 1000, "conversation") from None
             created = json.loads(await socket.recv())
         if created.get("type") == "error" and created.get("code") == "busy":
             await socket.close()
-            raise Refused(created["retry_after_s"], (time.monotonic() - asked) * 1000)
+            raise Refused(
+                created["retry_after_s"], (time.monotonic() - asked) * 1000, "conversation"
+            )
         if created.get("type") != "session.created":
             raise RuntimeError(f"unexpected first event {created}")
         return cls(socket, created["output_audio"]["sample_rate"])
@@ -114,7 +128,7 @@ class _Session:
             try:
                 return await cls.open(url)
             except Refused as refused:
-                tally.refused_in_ms.append(refused.refused_in_ms)
+                tally.refusal(refused)
                 if time.monotonic() + refused.retry_after_s >= until:
                     return None
                 await asyncio.sleep(refused.retry_after_s)
@@ -165,7 +179,7 @@ class _Session:
                     heard.arrived(at, event["bytes"])
                 elif kind == "error" and event.get("code") == "busy":
                     asked = since if heard_stop is None else heard_stop
-                    raise Refused(event["retry_after_s"], (at - asked) * 1000)
+                    raise Refused(event["retry_after_s"], (at - asked) * 1000, "turn")
                 elif kind == "error":
                     raise RuntimeError(f"error event {event.get('code')}: {event.get('message')}")
                 elif kind == "closed":
@@ -223,7 +237,7 @@ async def typed_session(url: str, index: int, until: float, tally: Tally, nonce:
                     await session.drain(tally)
                     break
             except Refused as refused:  # asked again as told, with a new message
-                tally.refused_in_ms.append(refused.refused_in_ms)
+                tally.refusal(refused)
                 await asyncio.sleep(refused.retry_after_s)
             turn += 1
             await asyncio.sleep(min(rng.uniform(*THINK_S), max(0.0, until - time.monotonic())))
@@ -276,7 +290,7 @@ async def voice_session(
                     await session.drain(tally)
                     break
             except Refused as refused:  # said again after the wait, like a person would
-                tally.refused_in_ms.append(refused.refused_in_ms)
+                tally.refusal(refused)
                 await asyncio.sleep(refused.retry_after_s)
             silence.cancel()
             await asyncio.gather(silence, return_exceptions=True)
@@ -460,6 +474,7 @@ async def run_load(
         server_stats = (await http.get(f"{base}/stats")).json()
         split = [await _worker_report(http, worker) for worker in workers or []]
     refused = typed.refused_in_ms + voiced.refused_in_ms
+    slow = sorted(typed.slow_refusals + voiced.slow_refusals)
     return {
         "sessions": {"typed": sessions, "voice": voice_sessions, "idle": idle},
         "duration_s": duration_s,
@@ -477,6 +492,7 @@ async def run_load(
             "typed_told_in_ms": summary(typed.refused_in_ms),
             # from when Eva heard the person pause (speech.stopped): she cannot know before
             "voice_told_in_ms": summary(voiced.refused_in_ms),
+            "over_target": [(round(at - started, 1), kind, round(ms, 1)) for at, kind, ms in slow],
         },
         "workers": split,
         "server_rss": memory_report(rss),
@@ -503,6 +519,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"{_brief(refused['told_in_ms'])} (typed {_brief(refused.get('typed_told_in_ms', {}))}; "
         f"voice, from the pause heard, {_brief(refused.get('voice_told_in_ms', {}))})",
     ]
+    if refused.get("over_target"):
+        lines.append(
+            f"- told after more than {REFUSAL_TARGET_MS:.0f} ms: "
+            + ", ".join(f"{kind} at {at} s ({ms} ms)" for at, kind, ms in refused["over_target"])
+        )
     for worker in report.get("workers", []):
         capacity = worker["capacity"]
         lines.append(

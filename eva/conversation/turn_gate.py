@@ -9,6 +9,8 @@ conversations or turns; those in flight finish). Everything here runs on the eve
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +21,14 @@ from eva.conversation.admission import Channel, FairTurnQueue, Refusal, Ticket
 # A draining process tells clients to come back after this long: the balancer has taken
 # it out of rotation by then (its health check runs every second or two).
 DRAIN_RETRY_AFTER_S = 2
+# Conversations refused together must not come back together. Told the same Retry-After,
+# the twenty sessions a full Eva refused at once asked again within the same few
+# milliseconds every time, and the last of each herd was told "busy" 100-130 ms after it
+# asked, against 8 ms alone (eva loadtest, 2026-12-04). Each refusal's wait is spread over
+# up to half as long again (the jitter of "backoff with jitter"), so a herd comes back
+# thinned out and thins further on every retry. Turns are not spread: people do not ask
+# again in step, and a speaker told to wait must not wait longer by chance.
+CONVERSATION_RETRY_SPREAD = 0.5
 
 
 class ServerBusyError(Exception):
@@ -56,6 +66,7 @@ class TurnGate:
         max_turn_wait_s: float,
         first_output_target_s: float = float("inf"),
         clock: Callable[[], float] = time.monotonic,
+        jitter: random.Random | None = None,
     ) -> None:
         self.queue = FairTurnQueue(slots, max_turn_wait_s, first_output_target_s)
         self.max_conversations = max_conversations
@@ -63,6 +74,7 @@ class TurnGate:
         self.draining = False
         self.refusals: dict[str, int] = {"conversation": 0, "turn": 0, "draining": 0}
         self._clock = clock
+        self._jitter = jitter or random.Random()
         self._grants: dict[Ticket, asyncio.Future[None]] = {}
         self._due_timer: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
@@ -79,9 +91,15 @@ class TurnGate:
             self.refusals["conversation"] += 1
             raise ServerBusyError(
                 f"Eva is already in {self.max_conversations} conversations",
-                max(1, round(self.queue.hold_s)),
+                self._conversation_retry_after_s(),
             )
         self.conversations += 1
+
+    def _conversation_retry_after_s(self) -> int:
+        """About one turn's hold (a place frees when a conversation's turn ends), spread
+        by up to ``CONVERSATION_RETRY_SPREAD`` of it; whole seconds, as HTTP's Retry-After."""
+        wait = max(1, round(self.queue.hold_s))
+        return wait + self._jitter.randint(0, math.ceil(wait * CONVERSATION_RETRY_SPREAD))
 
     def close_conversation(self) -> None:
         self.conversations -= 1

@@ -27,9 +27,11 @@ from eva.server.auth import REALTIME_PATH, ApiKeys, ClientSecrets, parse_api_key
 from eva.server.errors import install_error_handlers
 from eva.server.limits import RateLimits, SessionSlots
 from eva.server.logs import RequestLogMiddleware
+from eva.server.loop_lag import watch_loop_lag
 from eva.server.metrics import AdmissionCollector
 from eva.server.origins import OriginPolicy
 from eva.server.schemas import CapacityInfo, HealthResponse
+from eva.server.serving import freeze_what_was_loaded
 from eva.server.v1 import router as openai_router
 from eva.server.v1.realtime import realtime_endpoint
 from eva.server.web import mount_web
@@ -65,7 +67,10 @@ def create_app(
                     )
                     owned.append(loaded)
                 app.state.engines = loaded
-                app.state.conversation = Conversation(settings, loaded, store, app.state.stats)
+                conversation = Conversation(settings, loaded, store, app.state.stats)
+                if engines is None:  # loaded here: they live as long as the process
+                    freeze_what_was_loaded()  # before the first client, who would wait
+                app.state.conversation = conversation
                 if on_ready is not None:
                     on_ready()
             except Exception as exc:
@@ -73,12 +78,14 @@ def create_app(
                 app.state.load_error = str(exc)
 
         loader = asyncio.create_task(load())
+        lag_watcher = asyncio.create_task(watch_loop_lag(app.state.stats))
         try:
             yield
         finally:
-            loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for task in (loader, lag_watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if app.state.conversation is not None:
                 await app.state.conversation.aclose()
             for loaded in owned:

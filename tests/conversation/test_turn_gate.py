@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -66,6 +67,22 @@ async def test_conversations_beyond_the_cap_are_refused_with_a_retry_after() -> 
     assert not gate.capacity().accepting and gate.refusals["conversation"] == 1
     gate.close_conversation()
     gate.open_conversation()  # a place came back
+
+
+async def test_conversations_refused_together_are_told_to_come_back_at_spread_times() -> None:
+    gate = TurnGate(
+        slots=1, max_conversations=1, max_turn_wait_s=1, clock=Clock(), jitter=random.Random(7)
+    )
+    gate.queue.hold_s = 8.0  # a turn holds the model about 8 s: a place frees about then
+    gate.open_conversation()
+    waits = []
+    for _ in range(20):  # a herd, refused in the same instant
+        with pytest.raises(ServerBusyError) as refused:
+            gate.open_conversation()
+        waits.append(refused.value.retry_after_s)
+    assert all(isinstance(wait, int) and 8 <= wait <= 12 for wait in waits)
+    assert len(set(waits)) >= 4  # not all back in the same second
+    assert max(waits.count(wait) for wait in set(waits)) <= 10
 
 
 async def test_draining_refuses_new_work_and_waits_for_turns_in_flight() -> None:

@@ -4,6 +4,7 @@ listens and whether a key is needed."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,13 @@ from pydantic import ValidationError
 
 from eva.config import Settings
 from eva.server.auth import ApiKeys, parse_api_keys
-from eva.server.serving import ExposureError, check_exposure, is_loopback, startup_line
+from eva.server.serving import (
+    ExposureError,
+    check_exposure,
+    freeze_what_was_loaded,
+    is_loopback,
+    startup_line,
+)
 from tests.support import free_port
 
 KEY = "k3y-0123456789abcdef"
@@ -104,3 +111,23 @@ def test_key_lookup_finds_the_owner_of_exact_keys_only() -> None:
     assert keys.owner(KEY) == "alice" and keys.owner(f"{KEY}-2") == "bob"
     assert keys.owner(KEY[:-1]) is None and keys.owner(KEY + "x") is None
     assert keys.owner("") is None and keys.owner(None) is None
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_what_was_loaded_is_left_out_of_later_collections_and_its_garbage_collected() -> None:
+    loaded = [[index] for index in range(10_000)]  # stands for what the engines made
+    _Cycle()  # garbage from start-up, only a collection frees it
+    try:
+        freeze_what_was_loaded()
+        assert not any(isinstance(thing, _Cycle) for thing in gc.get_objects())
+        full_collections_walk = {id(thing) for thing in gc.get_objects(generation=2)}
+        assert id(loaded[0]) not in full_collections_walk
+        made_later = [[0] for _ in range(1_000)]
+        gc.collect()
+        assert id(made_later[0]) in {id(thing) for thing in gc.get_objects(generation=2)}
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
