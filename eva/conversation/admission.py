@@ -217,16 +217,20 @@ class FairTurnQueue:
         Other turns count the kept place as taken; it is not a hold of the model."""
         refusal = self.would_refuse(owner, Channel.SPOKEN, now)
         if refusal is None:
+            for speaker in [o for o, until in self._kept_until.items() if until <= now]:
+                del self._kept_until[speaker]  # kept too long: freed (and not piling up)
             self._kept_until[owner] = now + PLACE_KEPT_FOR_SPEAKER_S
         return refusal
 
     def _kept_for_others(self, ticket: Ticket, now: float) -> int:
         """The places kept for speakers other than the ticket's owner that it must leave
-        (those kept too long are freed). A typed turn leaves one less: while someone
+        (one kept too long no longer counts). A typed turn leaves one less: while someone
         speaks, typed turns already leave a place free for the next spoken turn."""
-        for speaker in [o for o, until in self._kept_until.items() if until <= now]:
-            del self._kept_until[speaker]
-        kept = sum(1 for speaker in self._kept_until if speaker != ticket.owner)
+        kept = sum(
+            1
+            for speaker, until in self._kept_until.items()
+            if speaker != ticket.owner and now < until
+        )
         return max(0, kept - 1) if ticket.channel is Channel.TYPED else kept
 
     def _candidate(self, owner: str, channel: Channel, now: float) -> Ticket:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eva.config import Settings
+from eva.conversation.prompt import prompt_prefix
 from eva.engines.base import ChatMessage
 from eva.engines.voices import primary_language
 
@@ -60,8 +61,8 @@ class Persona:
 
     @property
     def prefix(self) -> tuple[ChatMessage, ...]:
-        """What every new conversation's prompt starts with (eva/conversation/prompt.py)."""
-        return (ChatMessage("system", self.prompt), *self.examples)
+        """What every new conversation's prompt starts with."""
+        return prompt_prefix(self.prompt, self.examples)
 
 
 def _packaged(language: str) -> tuple[str, str]:

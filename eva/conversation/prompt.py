@@ -57,6 +57,12 @@ def prompt_token_budget(context_tokens: int, reply_tokens: int) -> int:
     return context_tokens - reply_tokens - CONTEXT_MARGIN_TOKENS
 
 
+def prompt_prefix(system: str, examples: Sequence[ChatMessage] = ()) -> tuple[ChatMessage, ...]:
+    """How every prompt begins: the system message, then the persona's example exchanges.
+    A new conversation's prompt starts exactly so, which is what the model server warms."""
+    return (ChatMessage("system", system), *examples)
+
+
 def build_messages(
     system_prompt: str,
     history: Sequence[MessageRecord],
@@ -88,13 +94,7 @@ def build_messages(
             room = token_budget - (fixed - estimate_tokens(memories)) - _total(system, turns)
             memories = _cut(memories, 0, room)
     note = [ChatMessage("system", memories)] if memories.strip() else []
-    return [
-        ChatMessage("system", system),
-        *examples,
-        *turns,
-        *note,
-        ChatMessage("user", user_text),
-    ]
+    return [*prompt_prefix(system, examples), *turns, *note, ChatMessage("user", user_text)]
 
 
 def _cut(text: str, keep: int, tokens: int) -> str:

@@ -9,6 +9,7 @@ import pytest
 from eva.config import Settings
 from eva.conversation.persona import PersonaError, load_persona
 from eva.conversation.prompt import build_messages
+from eva.engines.base import ChatMessage
 from eva.store.sqlite import MessageRecord
 
 
@@ -34,6 +35,13 @@ def test_examples_go_between_the_system_prompt_and_the_history() -> None:
     assert messages[0].role == "system"
     assert messages[1 : 1 + len(persona.examples)] == list(persona.examples)
     assert [m.content for m in messages[-3:]] == ["Hi.", "Hello!", "How are you?"]
+
+
+def test_a_new_conversations_prompt_begins_with_the_prefix_the_model_server_warms() -> None:
+    persona = load_persona(Settings())
+    messages = build_messages(persona.prompt, [], "Hello!", persona.examples)
+    assert tuple(messages[: len(persona.prefix)]) == persona.prefix
+    assert messages[len(persona.prefix) :] == [ChatMessage("user", "Hello!")]
 
 
 def test_a_user_persona_file_sets_name_voice_style_and_examples(tmp_path: Path) -> None:
