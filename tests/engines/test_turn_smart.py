@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from eva.bench.turn_taking import pause_inside
+from eva.conversation.end_of_turn import TurnPolicy
 from eva.engines.base import EngineError
 from eva.engines.runtime import Engines
 from eva.engines.smart_turn_file import FILE_NAME, model_path, verified_path
@@ -39,8 +40,8 @@ def test_a_damaged_model_file_is_refused_with_what_to_do(tmp_path: Path) -> None
 
 
 def _median_judgement(engines: Engines, make: Callable[[], np.ndarray]) -> float:
-    """Piper's voice is not the same twice: one synthesis in ten of a finished sentence is
-    judged 0.4-0.6 instead of 0.9-0.98 (measured), so each case is judged five times."""
+    """Piper's voice is not the same twice, nor the model's judgement of it (a finished
+    sentence: 0.61-0.96 over twenty syntheses), so each case is judged five times."""
     model = engines.end_of_turn
     assert model is not None
     return float(np.median([model.probability_complete(_float(make())) for _ in range(5)]))
@@ -61,7 +62,12 @@ def test_a_finished_sentence_is_complete_and_a_voice_cut_mid_clause_is_not(
 
     complete = _median_judgement(engines, finished)
     mid_clause = _median_judgement(engines, cut_mid_clause)
-    assert complete > 0.8 and mid_clause < 0.3, (complete, mid_clause)  # measured 0.97, 0.008
+    # In the policy's terms: the finished sentence leans complete, the cut one is plainly
+    # unfinished. (Twenty syntheses of the finished one were judged 0.61-0.96, one in five
+    # under the policy's "confident" 0.8, so a median of five fell under it in ~6 % of runs.)
+    policy = TurnPolicy()
+    assert complete >= policy.likely and mid_clause < 0.3, (complete, mid_clause)
+    assert complete - mid_clause > 0.5, (complete, mid_clause)  # measured 0.89, 0.008
 
 
 def test_judging_takes_the_last_eight_seconds_only(engines: Engines) -> None:
