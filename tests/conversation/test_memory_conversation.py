@@ -53,6 +53,7 @@ class Recording:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
+        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         self.max_tokens.append(max_tokens)
@@ -166,6 +167,7 @@ class LongReplies:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
+        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         self.max_tokens.append(max_tokens)
@@ -299,6 +301,7 @@ class ShortReplies(LongReplies):
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
+        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         self.max_tokens.append(max_tokens)
@@ -356,6 +359,7 @@ class PrimedShortReplies(ShortReplies):
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
+        urgent: bool = False,
     ) -> Iterator[str]:
         if max_tokens == 1:
             self.primed.append(list(messages))

@@ -47,6 +47,7 @@ class _ScriptedLLM:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
+        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         yield from self.deltas

@@ -181,3 +181,77 @@ def test_a_waiting_opening_begins_after_its_longest_wait_or_when_cancelled() -> 
         cancel.set()
         assert began.wait(5)
         cancelled.join(5)
+
+
+def test_a_typed_reply_in_its_opening_gives_way_to_a_spoken_one_and_not_the_reverse() -> None:
+    clock = VirtualClock()
+    priority = _priority(clock)
+    with priority.reply() as typed:
+        typed.wrote(1, 5)
+        assert not typed.should_yield(), "nobody speaks"
+        with priority.reply(urgent=True) as spoken:
+            typed.wrote(2, 8)
+            assert typed.should_yield(), "a speaker waits in silence"
+            assert not spoken.should_yield()
+            spoken.wrote(OPENING, AHEAD)
+            assert not typed.should_yield(), "the spoken opening is written"
+
+
+def test_a_spoken_opening_begins_beside_typed_ones_and_a_typed_one_waits_for_it() -> None:
+    priority = OpeningPriority(opening_tokens=OPENING, max_openings=2, max_opening_wait_s=30.0)
+    with priority.reply(), priority.reply():
+        began = threading.Event()
+
+        def opening(urgent: bool) -> None:
+            with priority.reply(urgent=urgent):
+                began.set()
+
+        spoken = threading.Thread(target=opening, args=(True,))
+        spoken.start()
+        assert began.wait(5), "a spoken opening waited behind two typed ones"
+        spoken.join(5)
+    with priority.reply(urgent=True) as speaking:
+        began.clear()
+        typed = threading.Thread(target=opening, args=(False,))
+        typed.start()
+        assert not began.wait(0.2), "a typed opening began beside a spoken one"
+        speaking.wrote(OPENING, AHEAD)
+        assert began.wait(5)
+        typed.join(5)
+
+
+def test_spoken_openings_wait_for_each_other_as_openings_do() -> None:
+    priority = OpeningPriority(opening_tokens=OPENING, max_openings=2, max_opening_wait_s=30.0)
+    with priority.reply(urgent=True) as first, priority.reply(urgent=True):
+        began = threading.Event()
+
+        def third() -> None:
+            with priority.reply(urgent=True):
+                began.set()
+
+        waiter = threading.Thread(target=third)
+        waiter.start()
+        assert not began.wait(0.2), "a third spoken opening began beside two"
+        first.wrote(OPENING, AHEAD)
+        assert began.wait(5)
+        waiter.join(5)
+
+
+def test_a_typed_opening_takes_its_place_back_after_the_longest_yield() -> None:
+    clock = VirtualClock()
+    priority = _priority(clock, min_run_s=1.0)
+    with priority.reply() as typed, priority.reply(urgent=True):
+        assert typed.should_yield()
+        waiter = threading.Thread(target=typed.wait_turn, args=(threading.Event(),))
+        waiter.start()
+        time.sleep(0.05)
+        assert waiter.is_alive(), "it gave way for less than the spoken opening"
+        assert priority.openings == 1, "its place is lent to the spoken opening"
+        clock.now = 1.5  # max_yield_s, the spoken opening still being written
+        waiter.join(timeout=2)
+        assert not waiter.is_alive()
+        assert typed.opening and priority.openings == 2
+        assert not typed.should_yield(), "it gives way again only after its minimum run"
+        clock.now = 2.5
+        assert typed.should_yield()
+    assert priority.openings == 0
