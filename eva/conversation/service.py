@@ -218,7 +218,6 @@ class Conversation:
             session=session_id,
             sampling=sampling,
             llm_turn=self.gate.holding(ticket),
-            urgent=ticket.channel is Channel.SPOKEN,
         )
         async for event in self.memory.during_turn(events):
             if isinstance(event, AudioChunk) or (isinstance(event, TextDelta) and not audio):

@@ -170,14 +170,12 @@ async def run_turn(
     session: str = "",
     sampling: Sampling = COMPANION_SAMPLING,
     llm_turn: contextlib.AbstractAsyncContextManager[object] | None = None,
-    urgent: bool = False,
 ) -> AsyncIterator[TurnEvent]:
     """Stream one reply. ``tts=None`` gives text only. The last event is always TurnDone.
     ``session`` keeps the conversation in its own prompt cache where the LLM has several.
     ``llm_turn`` is entered before the LLM writes and left when it has written (the turn's
     hold on a slot of the model, see eva/conversation/turn_gate.py); synthesis of the last
-    clauses goes on outside it. ``urgent``: someone waits for it in silence (a spoken
-    turn), so the model writes its opening first (``LLMEngine.stream``)."""
+    clauses goes on outside it."""
     control = control or TurnControl()
     timer = timer or TurnTimer()
     # Both queues are unbounded on purpose: ReplyBounds already bounds a reply (about 90
@@ -216,7 +214,6 @@ async def run_turn(
                     cancel=stop,
                     session=session,
                     sampling=sampling,
-                    urgent=urgent,
                 )
             ),
             control.new_stop(),

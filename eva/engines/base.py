@@ -142,14 +142,11 @@ class LLMEngine(Protocol):
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         """Yield the reply as text deltas; stop early once ``cancel`` is set.
 
         ``session`` names the conversation, so that an engine with several prompt caches
-        keeps each conversation's in its own ("" for one-off requests). ``urgent``: someone
-        waits for this reply in silence (a spoken turn); an engine that orders the streams
-        it serves writes its opening first.
+        keeps each conversation's in its own ("" for one-off requests).
         Raises EngineError (or a subclass) when the backend fails.
         """
         ...

@@ -48,19 +48,13 @@ class FallbackLLM:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Generator[str, None, None]:
         reasons: list[str] = []
         for position, engine in enumerate(self.engines):
             if cancel.is_set():
                 return
             deltas = engine.stream(
-                messages,
-                max_tokens=max_tokens,
-                cancel=cancel,
-                session=session,
-                sampling=sampling,
-                urgent=urgent,
+                messages, max_tokens=max_tokens, cancel=cancel, session=session, sampling=sampling
             )
             try:
                 try:

@@ -87,7 +87,6 @@ class LlamaCppLLM:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; stop before the next one once cancelled.
         One context for every session: ``session`` does not matter.

@@ -142,17 +142,11 @@ class LlamaServerLLM:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Generator[str, None, None]:
         if not self.server.ready.is_set():
             raise BackendUnavailableError(f"{self.server.label} is restarting")
         yield from self._client.stream(
-            messages,
-            max_tokens=max_tokens,
-            cancel=cancel,
-            session=session,
-            sampling=sampling,
-            urgent=urgent,
+            messages, max_tokens=max_tokens, cancel=cancel, session=session, sampling=sampling
         )
 
     def warm_up(self, prefix: Sequence[ChatMessage] = ()) -> None:

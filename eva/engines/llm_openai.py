@@ -145,7 +145,6 @@ class OpenAICompatibleLLM:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Generator[str, None, None]:
         """Yield the reply's non-empty text deltas; close the response once cancelled."""
         # one slot for the whole reply, kept while it gives way: its prompt stays cached
@@ -157,7 +156,7 @@ class OpenAICompatibleLLM:
                 body = self._body(messages, max_tokens, sampling, slot)
                 yield from self._stream_body(body, cancel)
             else:
-                yield from self._giving_way(messages, max_tokens, sampling, slot, cancel, urgent)
+                yield from self._giving_way(messages, max_tokens, sampling, slot, cancel)
         finally:
             if self._slots is not None:
                 self._slots.give_back(slot)
@@ -196,7 +195,6 @@ class OpenAICompatibleLLM:
         sampling: Sampling,
         slot: int,
         cancel: threading.Event,
-        urgent: bool,
     ) -> Generator[str, None, None]:
         """The reply in requests: one until it should give way (``OpeningPriority``), then,
         after the others' openings, one more that continues the text written so far."""
@@ -204,7 +202,7 @@ class OpenAICompatibleLLM:
         written = ""
         tokens = 0  # llama-server streams one token per event
         claims = max_tokens >= self._priority.opening_tokens  # not a one-token priming
-        with self._priority.reply(claims, cancel, urgent) as reply:
+        with self._priority.reply(claims, cancel) as reply:
             while not cancel.is_set():
                 if written:
                     prefilled = [*messages, ChatMessage("assistant", written)]

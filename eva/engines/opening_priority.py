@@ -14,11 +14,6 @@ of what its listener can have heard than the yield lasts (``SPEECH_CHARS_PER_S``
 plays, and replies that gave way without that measure went silent for seconds mid-sentence
 (eva loadtest counts the gaps; docs/scaling.md).
 
-A spoken reply's opening goes before a typed one's (``urgent``): a speaker waits in silence,
-a typist watches words arrive. A typed reply still in its opening gives way to a spoken
-opening (its first clause may be playing: the typist may hear a pause); no typed opening
-begins while a spoken one is written or waits; spoken openings wait only for each other.
-
 Only the timing lives here (``Reply.should_yield``, ``Reply.wait_turn``); the request that
 stops and continues is the engine's (``eva.engines.llm_openai``).
 """
@@ -64,11 +59,9 @@ _CANCEL_POLL_S = 0.02
 class Reply:
     """One reply's place: in its opening, then under way (and yielding to openings)."""
 
-    def __init__(self, priority: OpeningPriority, claims: bool, urgent: bool) -> None:
+    def __init__(self, priority: OpeningPriority, claims: bool) -> None:
         self._priority = priority
         self.opening = claims
-        self.urgent = urgent  # a spoken reply: its opening goes before typed ones
-        self._gave_way = False
         self._ran_since = priority.clock()
         self._first_at: float | None = None  # its first token
         self._chars = 0
@@ -90,33 +83,21 @@ class Reply:
         return self._chars / self._priority.speech_chars_per_s - heard_s
 
     def should_yield(self) -> bool:
-        """Whether to stop the request now, having run for ``MIN_RUN_S`` since it last
-        yielded: past its opening, while another reply is in its opening, with more speech
-        written ahead than the yield lasts (``YIELD_CUSHION_S`` to spare); typed and in its
-        opening, while a spoken reply claims one (the first time at once: a speaker waits
-        in silence, while a typist has words to read; the cost is measured in
-        docs/scaling.md)."""
+        """Whether to stop the request now: another reply is in its opening, and this one
+        is past its own, has run for ``MIN_RUN_S`` since it last yielded, and has more
+        speech written ahead than the yield lasts (``YIELD_CUSHION_S`` to spare)."""
         priority = self._priority
-        ran_enough = priority.clock() - self._ran_since >= priority.min_run_s
-        covered = self.speech_ahead_s() >= priority.max_yield_s + priority.yield_cushion_s
-        if self.opening:
-            return (
-                not self.urgent
-                and priority.urgent_claims() > 0
-                and (ran_enough or not self._gave_way)
-            )
-        return ran_enough and priority.openings > 0 and covered
+        return (
+            not self.opening
+            and priority.openings > 0
+            and priority.clock() - self._ran_since >= priority.min_run_s
+            and self.speech_ahead_s() >= priority.max_yield_s + priority.yield_cushion_s
+        )
 
     def wait_turn(self, cancel: threading.Event) -> None:
-        """Until the openings it gives way to are written, ``MAX_YIELD_S`` has passed, or
-        ``cancel``. A typed opening gives its place up meanwhile and claims it again."""
-        priority = self._priority
-        if self.opening:
-            priority.give_way_in_opening(self, cancel)
-        else:
-            priority.wait_for_openings(cancel)
-        self._gave_way = True
-        self._ran_since = priority.clock()
+        """Until no reply is in its opening, ``MAX_YIELD_S`` has passed, or ``cancel``."""
+        self._priority.wait_for_openings(cancel)
+        self._ran_since = self._priority.clock()
 
 
 class OpeningPriority:
@@ -142,82 +123,40 @@ class OpeningPriority:
         self.yield_cushion_s = yield_cushion_s
         self.clock = clock
         self.openings = 0
-        self.spoken_openings = 0  # of ``openings``, those of spoken replies
-        self.spoken_waiting = 0  # spoken replies waiting to begin their opening
         self.yields = 0  # requests stopped for another's opening, since start
         self._changed = threading.Condition()
 
     @contextmanager
-    def reply(
-        self, claims: bool = True, cancel: threading.Event | None = None, urgent: bool = False
-    ) -> Iterator[Reply]:
+    def reply(self, claims: bool = True, cancel: threading.Event | None = None) -> Iterator[Reply]:
         """One reply's life. ``claims``: whether its opening goes first (a reply someone
-        waits for); a request of a token or two (priming a prompt) does not. ``urgent``: a
-        spoken reply, whose opening goes before typed ones. A claim waits while
-        ``max_openings`` are being written (spoken: of spoken replies; typed: of any, or
-        while a spoken reply claims one), ``max_opening_wait_s`` at most."""
-        reply = Reply(self, claims=False, urgent=urgent)
+        waits for); a request of a token or two (priming a prompt) does not. A claim waits
+        while ``max_openings`` are being written (``max_opening_wait_s`` at most)."""
         if claims:
-            self.claim(reply, cancel or threading.Event())
+            self._claim(cancel or threading.Event())
+        reply = Reply(self, claims)
         try:
             yield reply
         finally:
             self.opening_done(reply)
 
-    def urgent_claims(self) -> int:
-        """Spoken replies in their opening or waiting to begin it."""
-        return self.spoken_openings + self.spoken_waiting
-
-    def claim(self, reply: Reply, cancel: threading.Event) -> None:
-        """``reply`` begins its opening, when its place comes (see ``reply``)."""
+    def _claim(self, cancel: threading.Event) -> None:
         with self._changed:
-            if reply.urgent:
-                self.spoken_waiting += 1
-                try:
-                    self._wait_while(
-                        lambda: self.spoken_openings >= self.max_openings,
-                        self.max_opening_wait_s,
-                        cancel,
-                    )
-                finally:
-                    self.spoken_waiting -= 1
-                self.spoken_openings += 1
-            else:
-                self._wait_while(
-                    lambda: self.openings >= self.max_openings or self.urgent_claims() > 0,
-                    self.max_opening_wait_s,
-                    cancel,
-                )
+            self._wait_while(
+                lambda: self.openings >= self.max_openings, self.max_opening_wait_s, cancel
+            )
             self.openings += 1
-            reply.opening = True
 
     def opening_done(self, reply: Reply) -> None:
         with self._changed:
             if reply.opening:
                 reply.opening = False
                 self.openings -= 1
-                if reply.urgent:
-                    self.spoken_openings -= 1
                 self._changed.notify_all()
 
     def wait_for_openings(self, cancel: threading.Event) -> None:
         with self._changed:
             self.yields += 1
             self._wait_while(lambda: self.openings > 0, self.max_yield_s, cancel)
-
-    def give_way_in_opening(self, reply: Reply, cancel: threading.Event) -> None:
-        """A typed opening's place is lent to spoken ones, ``max_yield_s`` at most; then
-        it is taken back whatever is being written, so the typist waits no longer."""
-        self.opening_done(reply)
-        with self._changed:
-            self.yields += 1
-            self._wait_while(
-                lambda: self.urgent_claims() > 0 or self.openings >= self.max_openings,
-                self.max_yield_s,
-                cancel,
-            )
-            self.openings += 1
-            reply.opening = True
 
     def _wait_while(
         self, busy: Callable[[], bool], longest_s: float, cancel: threading.Event

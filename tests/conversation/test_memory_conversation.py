@@ -53,7 +53,6 @@ class Recording:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         self.max_tokens.append(max_tokens)
@@ -167,7 +166,6 @@ class LongReplies:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         self.max_tokens.append(max_tokens)
@@ -301,7 +299,6 @@ class ShortReplies(LongReplies):
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         self.max_tokens.append(max_tokens)
@@ -359,7 +356,6 @@ class PrimedShortReplies(ShortReplies):
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         if max_tokens == 1:
             self.primed.append(list(messages))

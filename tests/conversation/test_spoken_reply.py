@@ -47,7 +47,6 @@ class _ScriptedLLM:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         self.prompts.append(list(messages))
         yield from self.deltas

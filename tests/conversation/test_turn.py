@@ -194,7 +194,6 @@ class _ScriptedLLM:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         for delta in self.deltas:
             if self.delay_s and cancel.wait(self.delay_s):
@@ -275,7 +274,6 @@ async def test_an_llm_failure_propagates_after_stopping_the_chain(engines: Engin
             cancel: threading.Event,
             session: str = "",
             sampling: Sampling = COMPANION_SAMPLING,
-            urgent: bool = False,
         ) -> Iterator[str]:
             yield "Hello there, "
             raise EngineError("the model crashed")

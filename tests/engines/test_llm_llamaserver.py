@@ -244,43 +244,6 @@ def test_a_reply_gives_way_to_another_ones_opening_and_continues_where_it_stoppe
     assert "".join(deltas) == alone
 
 
-def test_a_typed_reply_in_its_opening_gives_way_to_a_spoken_one_and_continues_exactly(
-    served: LlamaServerLLM,
-) -> None:
-    greedy = Sampling(temperature=0.0, seed=7)
-    typed = [ChatMessage("system", PERSONA), ChatMessage("user", "Describe a forest in spring.")]
-    priority = OpeningPriority(opening_tokens=8, max_yield_s=30.0, min_run_s=0.0)
-    client = _yielding_client(served, priority)
-    alone = "".join(
-        client.stream(typed, max_tokens=32, cancel=threading.Event(), session="a",
-                      sampling=greedy)
-    )  # fmt: skip
-    deltas: list[str] = []
-    writing = threading.Event()
-
-    def read() -> None:
-        for delta in client.stream(typed, max_tokens=32, cancel=threading.Event(),
-                                   session="a", sampling=greedy):  # fmt: skip
-            deltas.append(delta)
-            if len(deltas) == 1:  # still in its opening: let the spoken reply claim one
-                writing.set()
-                deadline = time.monotonic() + 30
-                while priority.urgent_claims() == 0 and time.monotonic() < deadline:
-                    time.sleep(0.005)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    assert writing.wait(60)
-    spoken = "".join(
-        client.stream([ChatMessage("system", PERSONA), ChatMessage("user", "Hello!")],
-                      max_tokens=8, cancel=threading.Event(), session="b", urgent=True)
-    )  # fmt: skip
-    reader.join(60)
-    assert spoken.strip()
-    assert priority.yields == 1, "the typed opening did not give way to the spoken one"
-    assert "".join(deltas) == alone
-
-
 def test_a_model_server_killed_with_sigkill_is_restarted_and_meanwhile_fails_at_once(
     served: LlamaServerLLM,
 ) -> None:

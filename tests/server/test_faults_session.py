@@ -57,7 +57,6 @@ class MidReplyFault:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         for count, delta in enumerate(
             self.inner.stream(messages, max_tokens=max_tokens, cancel=cancel, session=session)
@@ -310,7 +309,6 @@ class _LongReplyTo:
         cancel: threading.Event,
         session: str = "",
         sampling: Sampling = COMPANION_SAMPLING,
-        urgent: bool = False,
     ) -> Iterator[str]:
         if messages[-1].content != self.ask:
             yield from self.inner.stream(
